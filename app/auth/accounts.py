@@ -1,0 +1,167 @@
+"""Create and check users and API tokens; secrets are stored only as hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from app.models import ROLES, ApiToken, SignInFailure, User, utcnow
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
+MIN_PASSWORD_LENGTH = 12
+TOKEN_PREFIX = "qd_"  # noqa: S105 (a prefix, not a secret)
+_hasher = PasswordHasher()
+# Verifying against this keeps an unknown user as slow as a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+class AccountError(ValueError):
+    """A user or token request that cannot be honoured, with the reason."""
+
+
+def role_at_least(role: str, needed: str) -> bool:
+    """Tell whether a role carries the rights of another (viewer < operator < admin)."""
+    return ROLES.index(role) >= ROLES.index(needed)
+
+
+def check_role(role: str) -> str:
+    """Return the role if it is one of viewer, operator, admin."""
+    if role not in ROLES:
+        raise AccountError(f"role must be one of {', '.join(ROLES)}, not '{role}'")
+    return role
+
+
+def check_name(name: str) -> str:
+    """Return the name if it is a valid user or token name."""
+    if not NAME_PATTERN.match(name):
+        raise AccountError(
+            "name must be 1-100 characters: letters, digits and . _ @ - (starting with a "
+            "letter or digit)"
+        )
+    return name
+
+
+def create_user(session: Session, name: str, role: str, password: str) -> User:
+    """Add a user with an Argon2-hashed password; flush, don't commit."""
+    check_name(name)
+    check_role(role)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+    if session.scalar(select(User.id).where(User.name == name)) is not None:
+        raise AccountError(f"user '{name}' already exists")
+    user = User(name=name, role=role, password_hash=_hasher.hash(password), created_at=utcnow())
+    session.add(user)
+    session.flush()
+    return user
+
+
+def ensure_header_user(session: Session, name: str) -> User:
+    """Return the user an auth proxy vouched for, creating it as a viewer on first sight."""
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        check_name(name)
+        user = User(name=name, role="viewer", password_hash="", created_at=utcnow())
+        session.add(user)
+        session.flush()
+    return user
+
+
+def authenticate(session: Session, name: str, password: str) -> User | None:
+    """Return the user when the password matches, else None (in constant-ish time)."""
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None or user.disabled or not user.password_hash:
+        _verify(_DUMMY_HASH, password)
+        return None
+    if not _verify(user.password_hash, password):
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    user.last_sign_in_at = utcnow()
+    return user
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def record_sign_in_failure(session: Session, name: str, address: str) -> None:
+    """Remember a failed sign-in for rate limiting."""
+    session.add(SignInFailure(username=name[:100], address=address[:64], at=utcnow()))
+
+
+def sign_in_blocked_for(
+    session: Session, name: str, address: str, max_failures: int, window_s: int
+) -> int:
+    """Return how many seconds sign-in stays refused for this user or address (0: allowed)."""
+    since = utcnow() - timedelta(seconds=window_s)
+    session.execute(delete(SignInFailure).where(SignInFailure.at < since))
+    blocked_until: datetime | None = None
+    # One address may try several names, so it gets more room than one name.
+    for column, value, limit in (
+        (SignInFailure.username, name, max_failures),
+        (SignInFailure.address, address, max_failures * 4),
+    ):
+        count, last = session.execute(
+            select(func.count(), func.max(SignInFailure.at)).where(
+                column == value, SignInFailure.at >= since
+            )
+        ).one()
+        if count >= limit and last is not None:
+            until = last + timedelta(seconds=window_s)
+            blocked_until = max(blocked_until or until, until)
+    if blocked_until is None:
+        return 0
+    return max(1, int((blocked_until - utcnow()).total_seconds()))
+
+
+def session_stamp(user: User) -> str:
+    """Return a value that changes with the password, so a new password ends old sessions."""
+    return hashlib.sha256(f"{user.id}:{user.password_hash}".encode()).hexdigest()[:16]
+
+
+def hash_token(token: str) -> str:
+    """Return the stored form of an API token (tokens are random, so SHA-256 suffices)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, name: str, role: str, created_by: int | None = None) -> str:
+    """Create an API token and return it; only its hash is stored, so this is the only copy."""
+    check_name(name)
+    check_role(role)
+    if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
+        raise AccountError(f"token '{name}' already exists")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    session.add(
+        ApiToken(
+            name=name,
+            role=role,
+            token_hash=hash_token(token),
+            created_at=utcnow(),
+            created_by=created_by,
+        )
+    )
+    session.flush()
+    return token
+
+
+def token_identity(session: Session, token: str) -> ApiToken | None:
+    """Return the live token row matching a presented bearer token."""
+    digest = hash_token(token)
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+    if row is None or row.revoked_at is not None:
+        return None
+    if not hmac.compare_digest(row.token_hash, digest):
+        return None
+    row.last_used_at = utcnow()
+    return row

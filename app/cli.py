@@ -1,0 +1,237 @@
+"""The `quarterdeck` command line (DESIGN §4)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+
+from app.config import Config, ConfigError, load_config
+
+log = logging.getLogger("quarterdeck")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the process exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if not args.verbose else logging.DEBUG,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        config = Config(demo=True) if args.command == "demo" else load_config(args.config)
+    except ConfigError as exc:
+        print(f"quarterdeck: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return args.handler(config, args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="quarterdeck", description=__doc__)
+    parser.add_argument(
+        "--config", help="TOML file (default: $QUARTERDECK_CONFIG or ./quarterdeck.toml)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command")
+
+    serve = sub.add_parser("serve", help="web UI + API + collectors")
+    serve.add_argument("--bind", help="HOST:PORT (overrides [server] bind)")
+    serve.add_argument(
+        "--dev", action="store_true", help="Flask's development server (not for production)"
+    )
+    serve.set_defaults(handler=_serve)
+
+    db = sub.add_parser("db", help="store migrations")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="migrate the store to the newest schema").set_defaults(
+        handler=_db_upgrade
+    )
+
+    user = sub.add_parser("user", help="manage users")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="create a user")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=("viewer", "operator", "admin"))
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.set_defaults(handler=_user_add)
+
+    token = sub.add_parser("token", help="manage API tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="create an API token and print it once")
+    create.add_argument("name")
+    create.add_argument("--role", required=True, choices=("viewer", "operator", "admin"))
+    create.set_defaults(handler=_token_create)
+
+    collect = sub.add_parser("collect", help="run collectors")
+    collect.add_argument("--once", action="store_true", required=True, help="one pass, then exit")
+    collect.add_argument("--only", default="", help="comma-separated source names or kinds")
+    collect.set_defaults(handler=_collect)
+
+    demo = sub.add_parser("demo", help="the dashboard on a fresh SQLite with a simulated fleet")
+    demo.add_argument("--bind", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def _open(config: Config, *, migrate: bool = False):
+    from app.context import Quarterdeck
+    from app.store import migrate as migrations
+
+    qd = Quarterdeck.from_config(config)
+    if migrate:
+        migrations.upgrade(qd.store.url)
+    elif not migrations.is_up_to_date(qd.store.url):
+        raise SystemExit(
+            "quarterdeck: the store's schema is not current: run `quarterdeck db upgrade`"
+        )
+    return qd
+
+
+def _db_upgrade(config: Config, _args) -> int:
+    from app.store import migrate as migrations
+
+    migrations.upgrade(config.store.url)
+    print("store is at the newest schema")
+    return 0
+
+
+def _user_add(config: Config, args) -> int:
+    from app.auth.accounts import AccountError, create_user
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            print("quarterdeck: the passwords differ", file=sys.stderr)
+            return 1
+    qd = _open(config)
+    try:
+        with qd.store.session() as db:
+            create_user(db, args.name, args.role, password)
+    except AccountError as exc:
+        print(f"quarterdeck: {exc}", file=sys.stderr)
+        return 1
+    print(f"user {args.name} created with role {args.role}")
+    return 0
+
+
+def _token_create(config: Config, args) -> int:
+    from app.auth.accounts import AccountError, create_token
+
+    qd = _open(config)
+    try:
+        with qd.store.session() as db:
+            token = create_token(db, args.name, args.role)
+    except AccountError as exc:
+        print(f"quarterdeck: {exc}", file=sys.stderr)
+        return 1
+    print(token)
+    print(f"(token {args.name}, role {args.role}: shown once; store it now)", file=sys.stderr)
+    return 0
+
+
+def _collect(config: Config, args) -> int:
+    from app.collection.registry import configured_sources
+    from app.collection.runner import run_pass
+
+    qd = _open(config)
+    wanted = {w.strip() for w in args.only.split(",") if w.strip()}
+    sources = [
+        s
+        for s in configured_sources(config, qd.clock)
+        if not wanted or s.name in wanted or s.kind in wanted
+    ]
+    unknown = wanted - {s.name for s in sources} - {s.kind for s in sources}
+    if unknown:
+        print(
+            f"quarterdeck: no configured source named {', '.join(sorted(unknown))}", file=sys.stderr
+        )
+        return 2
+    failed = False
+    for source in sources:
+        if source.collector is None:
+            print(f"{source.name:<16} {source.kind:<10} disabled (no collector in this version)")
+            continue
+        result = run_pass(qd, source.collector)
+        if result.ok:
+            figures = ", ".join(f"{k}={v}" for k, v in sorted(result.counts.items()))
+            print(f"{source.name:<16} {source.kind:<10} ok in {result.duration_s:.2f}s {figures}")
+        else:
+            failed = True
+            print(f"{source.name:<16} {source.kind:<10} FAILED: {result.error}")
+    return 1 if failed else 0
+
+
+def _serve(config: Config, args) -> int:
+    if args.bind:
+        config = config.replace(server=_with_bind(config, args.bind))
+    qd = _open(config, migrate=_store_is_empty(config))
+    return _run_server(qd, dev=args.dev)
+
+
+def _store_is_empty(config: Config) -> bool:
+    from app.store.db import create_store_engine
+    from app.store.migrate import current_revision
+
+    engine = create_store_engine(config.store.url)
+    try:
+        return current_revision(engine) is None
+    finally:
+        engine.dispose()
+
+
+def _with_bind(config: Config, bind: str):
+    import dataclasses
+
+    host, sep, port = bind.rpartition(":")
+    if not sep or not port.isdigit():
+        raise SystemExit(f"quarterdeck: --bind {bind!r} must be HOST:PORT")
+    return dataclasses.replace(config.server, bind=bind)
+
+
+def _run_server(qd, *, dev: bool = False, banner: str | None = None) -> int:
+    from app.collection.scheduler import CollectionService
+    from app.factory import create_app
+
+    app = create_app(qd=qd)
+    if banner:
+        app.config["DEMO_BANNER"] = banner
+    host, _, port = qd.config.server.bind.rpartition(":")
+    collection = CollectionService(qd)
+    collection.start()
+    log.info("Quarterdeck listening on http://%s:%s/", host, port)
+    try:
+        if dev:
+            app.run(host=host, port=int(port), threaded=True, use_reloader=False)
+        else:
+            import waitress
+
+            waitress.serve(
+                app,
+                host=host,
+                port=int(port),
+                threads=qd.config.server.threads,
+                channel_timeout=120,
+                ident="quarterdeck",
+            )
+    finally:
+        qd.feed.close()
+        collection.stop()
+    return 0
+
+
+def _demo(config: Config, args) -> int:
+    from demo.run import run_demo
+
+    return run_demo(args.bind)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

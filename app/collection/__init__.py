@@ -1,0 +1,1 @@
+"""Run collectors: build them from config, run passes, schedule them."""

@@ -1,0 +1,356 @@
+"""Load and validate Quarterdeck's TOML configuration (DESIGN §3)."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_PATH = "quarterdeck.toml"
+ENV_PREFIX = "QUARTERDECK_"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, naming the key and where it came from."""
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    url: str = "sqlite:///quarterdeck.db"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    bind: str = "127.0.0.1:8080"
+    secret_key_env: str = "QUARTERDECK_SECRET_KEY"  # noqa: S105 (a variable name)
+    # Every open live page holds one worker thread (Server-Sent Events).
+    threads: int = 128
+    cookie_secure: bool = True
+    session_hours: int = 12
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    header: str = ""
+    trusted_proxies: tuple[str, ...] = ()
+    max_failures: int = 5
+    failure_window_s: int = 900
+
+
+@dataclass(frozen=True)
+class ConsulConfig:
+    url: str = "http://127.0.0.1:8500"
+    token_env: str = "CONSUL_HTTP_TOKEN"  # noqa: S105 (a variable name)
+    datacenter: str = ""
+    verify_tls: bool = True
+    ca_file: str = ""
+    wait_s: int = 60
+
+
+@dataclass(frozen=True)
+class PrometheusConfig:
+    url: str = "http://127.0.0.1:9090"
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str = "redis://127.0.0.1:6379/0"
+    stream: str = "quarterdeck:idem:events"
+    key_pattern: str = "idem:*"
+
+
+@dataclass(frozen=True)
+class HAProxyConfig:
+    name: str
+    stats_url: str
+    runtime: str = ""
+
+
+@dataclass(frozen=True)
+class NginxConfig:
+    name: str
+    status_url: str
+    upstream_conf: str = ""
+    reload: tuple[str, ...] = ("nginx", "-s", "reload")
+
+
+@dataclass(frozen=True)
+class StaticServiceConfig:
+    name: str
+    instances: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CatalogConfig:
+    owner_meta: str = "owner"
+    docs_meta: str = "docs"
+    runbook_meta: str = "runbook"
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    interval_s: int = 10
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    spans_h: int = 72
+    samples_d: int = 14
+    transitions_d: int = 400
+    audit_d: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; every section has safe defaults."""
+
+    store: StoreConfig = field(default_factory=StoreConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    consul: ConsulConfig | None = None
+    prometheus: PrometheusConfig | None = None
+    redis: RedisConfig | None = None
+    haproxy: tuple[HAProxyConfig, ...] = ()
+    nginx: tuple[NginxConfig, ...] = ()
+    static_services: tuple[StaticServiceConfig, ...] = ()
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    source_path: str = ""
+    demo: bool = False
+
+    def replace(self, **changes: typing.Any) -> Config:
+        """Return a copy with some sections replaced."""
+        return dataclasses.replace(self, **changes)
+
+
+# section name -> (dataclass, is an array of tables, optional single table)
+_SECTIONS: dict[str, tuple[type, bool]] = {
+    "store": (StoreConfig, False),
+    "server": (ServerConfig, False),
+    "auth": (AuthConfig, False),
+    "consul": (ConsulConfig, False),
+    "prometheus": (PrometheusConfig, False),
+    "redis": (RedisConfig, False),
+    "haproxy": (HAProxyConfig, True),
+    "nginx": (NginxConfig, True),
+    "static_services": (StaticServiceConfig, True),
+    "catalog": (CatalogConfig, False),
+    "collect": (CollectConfig, False),
+    "retention": (RetentionConfig, False),
+}
+
+_URL_SCHEMES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("store", "url"): ("sqlite", "postgresql", "postgresql+psycopg"),
+    ("consul", "url"): ("http", "https"),
+    ("prometheus", "url"): ("http", "https"),
+    ("redis", "url"): ("redis", "rediss", "unix"),
+    ("haproxy", "stats_url"): ("http", "https"),
+    ("haproxy", "runtime"): ("tcp", "unix"),
+    ("nginx", "status_url"): ("http", "https"),
+}
+
+
+def load_config(path: str | os.PathLike[str] | None = None, environ=None) -> Config:
+    """Read the TOML file (if any) and the environment overrides into a Config."""
+    environ = os.environ if environ is None else environ
+    explicit = path is not None or "QUARTERDECK_CONFIG" in environ
+    file_path = Path(path or environ.get("QUARTERDECK_CONFIG") or DEFAULT_PATH)
+    raw: dict[str, typing.Any] = {}
+    where = str(file_path)
+    if file_path.exists():
+        try:
+            raw = tomllib.loads(file_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{where}: not valid TOML: {exc}") from exc
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read: {exc}") from exc
+    elif explicit:
+        raise ConfigError(f"{where}: configuration file not found")
+    _apply_env_overrides(raw, environ)
+    return parse_config(raw, where if file_path.exists() else "(defaults)")
+
+
+def parse_config(raw: dict[str, typing.Any], where: str = "(config)") -> Config:
+    """Validate a decoded TOML document into a Config, naming the bad key on error."""
+    values: dict[str, typing.Any] = {}
+    for section, content in raw.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"{where}: unknown section [{section}]")
+        cls, many = _SECTIONS[section]
+        if many:
+            if isinstance(content, dict):
+                content = [content]
+            if not isinstance(content, list):
+                raise ConfigError(f"{where}: [[{section}]] must be an array of tables")
+            items = [
+                _build(cls, item, f"{section}[{i}]", section, where)
+                for i, item in enumerate(content)
+            ]
+            _check_unique_names(items, section, where)
+            values[section] = tuple(items)
+        else:
+            values[section] = _build(cls, content, section, section, where)
+    config = Config(**values, source_path=where)
+    _check_consistency(config, where)
+    return config
+
+
+def _build(cls: type, content: typing.Any, label: str, section: str, where: str):
+    if not isinstance(content, dict):
+        raise ConfigError(f"{where}: [{label}] must be a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in content.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key '{key}' in [{label}]")
+        kwargs[key] = _coerce(value, hints[key], f"[{label}] {key}", where)
+        schemes = _URL_SCHEMES.get((section, key))
+        if schemes and kwargs[key]:
+            _check_url(kwargs[key], schemes, f"[{label}] {key}", where)
+    missing = [
+        f.name
+        for f in known.values()
+        if f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+        and f.name not in kwargs
+    ]
+    if missing:
+        raise ConfigError(f"{where}: [{label}] is missing required key '{missing[0]}'")
+    return cls(**kwargs)
+
+
+def _coerce(value: typing.Any, hint: typing.Any, label: str, where: str):
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {label} must be a list, not {_type_name(value)}")
+        (item_type, _) = typing.get_args(hint)
+        return tuple(_coerce(v, item_type, label, where) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {label} must be true or false, not {_type_name(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: {label} must be an integer, not {_type_name(value)}")
+        if value < 0:
+            raise ConfigError(f"{where}: {label} must not be negative")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {label} must be a string, not {_type_name(value)}")
+        return value
+    raise ConfigError(f"{where}: {label} has an unsupported type")  # pragma: no cover
+
+
+def _type_name(value: typing.Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
+        type(value), f"a {type(value).__name__}"
+    )
+
+
+def _check_url(value: str, schemes: tuple[str, ...], label: str, where: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        allowed = ", ".join(f"{s}://" for s in schemes)
+        raise ConfigError(f"{where}: {label} = '{value}' must start with one of {allowed}")
+    if parts.scheme in ("http", "https", "tcp", "redis", "rediss") and not parts.hostname:
+        raise ConfigError(f"{where}: {label} = '{value}' has no host")
+    if parts.scheme == "tcp" and parts.port is None:
+        raise ConfigError(f"{where}: {label} = '{value}' has no port")
+
+
+def _check_unique_names(items: list, section: str, where: str) -> None:
+    seen: set[str] = set()
+    for item in items:
+        if not item.name.strip():
+            raise ConfigError(f"{where}: [[{section}]] name must not be empty")
+        if item.name in seen:
+            raise ConfigError(f"{where}: [[{section}]] name '{item.name}' is used twice")
+        seen.add(item.name)
+
+
+def _check_consistency(config: Config, where: str) -> None:
+    host, sep, port = config.server.bind.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ConfigError(f"{where}: [server] bind = '{config.server.bind}' must be HOST:PORT")
+    for proxy in config.auth.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{where}: [auth] trusted_proxies: '{proxy}' is not an address or network"
+            ) from exc
+    if config.auth.header and not config.auth.trusted_proxies:
+        raise ConfigError(f"{where}: [auth] header needs [auth] trusted_proxies")
+    if config.collect.interval_s < 1:
+        raise ConfigError(f"{where}: [collect] interval_s must be at least 1")
+    for svc in config.static_services:
+        for instance in svc.instances:
+            host, sep, port = instance.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(
+                    f"{where}: [[static_services]] '{svc.name}' instance '{instance}' "
+                    "must be HOST:PORT"
+                )
+
+
+def _apply_env_overrides(raw: dict[str, typing.Any], environ) -> None:
+    """Apply QUARTERDECK_<SECTION>_<KEY> variables on top of the file."""
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        for section, (cls, many) in _SECTIONS.items():
+            if many or not rest.startswith(section + "_"):
+                continue
+            key = rest[len(section) + 1 :]
+            hints = typing.get_type_hints(cls)
+            if key not in hints:
+                raise ConfigError(f"environment {name}: unknown key '{key}' in [{section}]")
+            raw.setdefault(section, {})
+            if not isinstance(raw[section], dict):
+                raise ConfigError(f"environment {name}: [{section}] is not a table")
+            raw[section][key] = _parse_env_value(value, hints[key], name)
+            break
+
+
+def _parse_env_value(value: str, hint: typing.Any, name: str) -> typing.Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        origin = typing.get_origin(hint)
+    if origin is tuple:
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"environment {name}: not a JSON list: {exc}") from exc
+            return parsed
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if hint is bool:
+        lowered = value.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"environment {name}: '{value}' is not true or false")
+    if hint is int:
+        try:
+            return int(value)
+        except ValueError as exc:
+            raise ConfigError(f"environment {name}: '{value}' is not an integer") from exc
+    return value

@@ -1,0 +1,31 @@
+"""Quarterdeck's own Prometheus metrics, in a registry of its own (no hidden global)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class Metrics:
+    """The process's own metrics, exposed at /metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.collector_duration = Histogram(
+            "quarterdeck_collector_duration_seconds",
+            "Time one collection pass against a source took.",
+            ["source", "kind"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=self.registry,
+        )
+        self.collector_errors = Counter(
+            "quarterdeck_collector_errors_total",
+            "Collection passes that failed, by source.",
+            ["source", "kind"],
+            registry=self.registry,
+        )
+        self.collector_runs = Counter(
+            "quarterdeck_collector_runs_total",
+            "Collection passes, by source.",
+            ["source", "kind"],
+            registry=self.registry,
+        )

@@ -1,0 +1,25 @@
+"""Quarterdeck's tables, one module per domain; importing this registers them all."""
+
+from app.models.base import Base, utcnow
+from app.models.catalog import Instance, Service, ServiceUpstream
+from app.models.health import Check, HealthTransition
+from app.models.samples import Sample
+from app.models.sources import CollectorRun, SourceStatus
+from app.models.users import ROLES, ApiToken, SignInFailure, User
+
+__all__ = [
+    "ROLES",
+    "ApiToken",
+    "Base",
+    "Check",
+    "CollectorRun",
+    "HealthTransition",
+    "Instance",
+    "Sample",
+    "Service",
+    "ServiceUpstream",
+    "SignInFailure",
+    "SourceStatus",
+    "User",
+    "utcnow",
+]

@@ -1,0 +1,1 @@
+"""Read models: what pages and the API show, computed from the store."""

@@ -1,0 +1,111 @@
+"""The status of every configured source, and whether its data is stale."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.collection.registry import ConfiguredSource
+from app.models import SourceStatus
+
+
+@dataclass(frozen=True)
+class SourceView:
+    """One source as pages and the API show it."""
+
+    name: str
+    kind: str
+    status: str  # ok | stale | error | disabled
+    last_success_at: datetime | None
+    last_run_at: datetime | None
+    last_error: str
+    last_error_at: datetime | None
+    error_kind: str
+    age_s: float | None
+    stale_after_s: float
+
+    @property
+    def stale(self) -> bool:
+        """Whether data from this source may be out of date."""
+        return self.status in ("stale", "error")
+
+    @property
+    def stale_since(self) -> datetime | None:
+        """When the data stopped being fresh: the last success (or the first failure)."""
+        return self.last_success_at or self.last_error_at
+
+    def to_json(self) -> dict:
+        """Render as DESIGN §5 `sources[]`."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "status": self.status,
+            "last_success_at": iso(self.last_success_at),
+            "last_run_at": iso(self.last_run_at),
+            "last_error": self.last_error or None,
+            "last_error_at": iso(self.last_error_at),
+            "error_kind": self.error_kind or None,
+            "age_s": None if self.age_s is None else round(self.age_s, 1),
+        }
+
+
+def iso(value: datetime | None) -> str | None:
+    """Format a UTC time as RFC 3339 with a Z, or None."""
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def source_views(db: Session, sources: list[ConfiguredSource], now: datetime) -> list[SourceView]:
+    """Describe each configured source from its last recorded runs."""
+    rows = {row.name: row for row in db.scalars(select(SourceStatus))}
+    return [_view(source, rows.get(source.name), now) for source in sources]
+
+
+def _view(source: ConfiguredSource, row: SourceStatus | None, now: datetime) -> SourceView:
+    if source.collector is None:
+        return SourceView(
+            source.name,
+            source.kind,
+            "disabled",
+            None,
+            None,
+            f"this version of Quarterdeck has no {source.kind} collector yet",
+            None,
+            "",
+            None,
+            source.stale_after_s,
+        )
+    if row is None:
+        return SourceView(
+            source.name,
+            source.kind,
+            "stale",
+            None,
+            None,
+            "not collected yet",
+            None,
+            "",
+            None,
+            source.stale_after_s,
+        )
+    age = (now - row.last_success_at).total_seconds() if row.last_success_at else None
+    if not row.ok:
+        status = "error"
+    elif age is None or age > source.stale_after_s:
+        status = "stale"
+    else:
+        status = "ok"
+    return SourceView(
+        name=source.name,
+        kind=source.kind,
+        status=status,
+        last_success_at=row.last_success_at,
+        last_run_at=row.last_run_at,
+        last_error=row.last_error,
+        last_error_at=row.last_error_at,
+        error_kind="" if row.ok else row.error_kind,
+        age_s=age,
+        stale_after_s=source.stale_after_s,
+    )

@@ -1,0 +1,62 @@
+"""The JSON API under /api/v1 (documented in static/openapi.json)."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, abort, current_app, jsonify, request
+
+from app.auth.access import require
+from app.queries.services import (
+    get_service,
+    list_services,
+    service_detail_json,
+    service_summary_json,
+)
+from app.views.common import current_sources, qd
+from app.views.services import service_filter_from
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@bp.get("/services")
+@require("viewer")
+def services():
+    """List services with their rolled-up health (DESIGN §5)."""
+    flt = service_filter_from(request.args)
+    with qd().store.session() as db:
+        rows = list_services(db, flt)
+        sources = {s.name: s for s in current_sources(db)}
+        body = [service_summary_json(s, sources.get(s.source)) for s in rows]
+    return jsonify({"services": body})
+
+
+@bp.get("/services/<path:name>")
+@require("viewer")
+def service(name: str):
+    """Return one service with instances, checks and transitions (DESIGN §5)."""
+    ctx = qd()
+    with ctx.store.session() as db:
+        found = get_service(db, name, ctx.clock())
+        if found is None:
+            abort(404, f"no service named {name!r} has been seen")
+        sources = {s.name: s for s in current_sources(db)}
+        body = service_detail_json(found, sources.get(found.service.source))
+    return jsonify(body)
+
+
+@bp.get("/sources")
+@require("viewer")
+def sources():
+    """Return each configured source's status, last success and last error."""
+    with qd().store.session() as db:
+        return jsonify({"sources": [s.to_json() for s in current_sources(db)]})
+
+
+@bp.get("/openapi.json")
+@require("viewer")
+def openapi():
+    """Serve the OpenAPI description of this API."""
+    path = current_app.static_folder + "/openapi.json"
+    with open(path, encoding="utf-8") as fh:
+        return jsonify(json.load(fh))

@@ -1,0 +1,36 @@
+"""Probes and metrics for whoever runs Quarterdeck."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.auth.access import public
+from app.views.common import qd
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+@public
+def healthz():
+    """Answer while the process is up."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+@public
+def readyz():
+    """Answer 200 when the store can be reached, 503 otherwise."""
+    try:
+        qd().store.ping()
+    except Exception as exc:  # any driver error means "not ready"
+        return jsonify({"status": "unavailable", "reason": type(exc).__name__}), 503
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/metrics")
+@public
+def metrics():
+    """Expose Quarterdeck's own metrics in Prometheus text format."""
+    return Response(generate_latest(qd().metrics.registry), mimetype=CONTENT_TYPE_LATEST)
