@@ -168,8 +168,9 @@ class LiveServer:
         return self
 
     def stop(self) -> None:
+        # Worker threads first: they wake the server loop, which must still be open.
+        self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
         self.server.close()
-        self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=2)
         self.thread.join(timeout=5)
 
 

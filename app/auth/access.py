@@ -64,8 +64,8 @@ def _enforce():
     view = current_app.view_functions.get(request.endpoint or "")
     if view is None:
         return None  # Flask answers 404/405 itself
-    # A view that forgot to declare its role is treated as admin-only.
-    needed = getattr(view, "required_role", "admin")
+    # Static files (CSS, JS) are public; a view that forgot to declare its role is admin-only.
+    needed = None if request.endpoint == "static" else getattr(view, "required_role", "admin")
     identity = _identify()
     g.identity = identity
     # A bearer token is not sent by browsers on their own, so it needs no CSRF token.

@@ -30,6 +30,8 @@ class Check(Base):
     notes: Mapped[str] = mapped_column(Text, default="")
     observed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
+    instance: Mapped[Instance] = relationship()
+
     __table_args__ = (UniqueConstraint("instance_id", "check_id", name="uq_checks_instance_check"),)
 
 

@@ -1,4 +1,8 @@
-"""Write catalog updates: upsert services and instances, roll up health, record transitions."""
+"""Write catalog updates: upsert services and instances, roll up health, record transitions.
+
+Fleet-sized updates (thousands of instances) go through Core statements in bulk: one read of
+the current rows, a diff in Python, then one executemany per table and kind of change.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
 
 from app.models import Check, HealthTransition, Instance, Service, ServiceUpstream
+from app.store.bulk import insert_rows, update_rows
 from collectors.base import CatalogUpdate, CheckRecord, InstanceRecord, ServiceRecord
 
 # Worst first: the order a person on call wants to read them in.
@@ -17,6 +22,15 @@ HEALTH_RANK = {"critical": 4, "warning": 3, "maintenance": 2, "unknown": 1, "pas
 GONE_RANK = -1
 CHECK_RANK = {"critical": 3, "warning": 2, "passing": 1}
 _CHUNK = 500
+
+services_t = Service.__table__
+instances_t = Instance.__table__
+checks_t = Check.__table__
+transitions_t = HealthTransition.__table__
+upstreams_t = ServiceUpstream.__table__
+
+_INSTANCE_FIELDS = ("address", "port", "tags", "meta", "version")
+_CHECK_FIELDS = ("name", "kind", "status", "output", "notes")
 
 
 @dataclass
@@ -72,304 +86,451 @@ def rollup(states: Sequence[str]) -> tuple[str, dict[str, int]]:
     return max(checked, key=lambda s: HEALTH_RANK[s]), counts
 
 
-def apply_catalog_update(session: Session, source: str, update: CatalogUpdate) -> CatalogChanges:
+class _Batch:
+    """The rows one update will write, collected before any statement runs."""
+
+    def __init__(self) -> None:
+        self.service_updates: list[dict] = []
+        self.instance_inserts: list[tuple[int | str, InstanceRecord, dict]] = []
+        self.instance_updates: list[dict] = []
+        self.check_inserts: list[dict] = []
+        self.check_updates: list[dict] = []
+        self.check_deletes: list[int] = []
+        self.transitions: list[dict] = []
+        self.upstream_inserts: list[dict] = []
+        self.upstream_deletes: list[int] = []
+
+
+def apply_catalog_update(session: Session, source: str, upd: CatalogUpdate) -> CatalogChanges:
     """Upsert the services of one update and record every state change; flush, don't commit."""
     changes = CatalogChanges()
-    at = update.observed_at
-    names = [record.name for record in update.services]
-    with session.no_autoflush:
-        existing = _load_services(session, names)
-        upstreams = _load_upstreams(session, source, names)
-        for record in update.services:
-            service = existing.get(record.name)
-            if service is None:
-                service = Service(
-                    name=record.name,
-                    source=source,
-                    first_seen_at=at,
-                    observed_at=at,
-                    changed_at=at,
-                    health="unknown",
-                    health_rank=HEALTH_RANK["unknown"],
-                )
-                service.instances = []
-                session.add(service)
-                changes.changed_services.add(record.name)
-            elif service.source != source and service.gone_at is None:
-                continue  # another source owns this name; the first one keeps it
-            service.source = source
-            _apply_service(session, service, record, at, changes, upstreams.get(record.name, {}))
-        gone_names = set(update.removed)
-        if update.complete:
-            gone_names |= _names_of_source(session, source) - set(names)
-        for service in _load_services(session, gone_names).values():
-            if service.source == source and service.gone_at is None:
-                _mark_service_gone(session, service, at, changes)
+    at = upd.observed_at
     session.flush()
+    names = [record.name for record in upd.services]
+    services = _load_services(session, names)
+    batch = _Batch()
+    new_records = [r for r in upd.services if r.name not in services]
+    if new_records:
+        # Everything about a new service is new: no diff, just inserts.
+        _insert_services(session, source, new_records, at, services)
+        for record in new_records:
+            _queue_new_service(source, services[record.name], record, at, batch, changes)
+    owned = {
+        r.name: r
+        for r in upd.services
+        if r.name not in changes.changed_services
+        and (services[r.name]["source"] == source or services[r.name]["gone_at"] is not None)
+    }
+    service_ids = [services[name]["id"] for name in owned]
+    instances = _load_instances(session, service_ids)
+    checks = _load_checks(session, [i["id"] for rows in instances.values() for i in rows.values()])
+    upstreams = _load_upstreams(session, source, list(owned))
+    for name, record in owned.items():
+        _diff_service(
+            source,
+            services[name],
+            record,
+            instances.get(services[name]["id"], {}),
+            checks,
+            upstreams.get(name, {}),
+            at,
+            batch,
+            changes,
+        )
+    gone_names = set(upd.removed)
+    if upd.complete:
+        gone_names |= _live_names_of_source(session, source) - set(names)
+    if gone_names:
+        _diff_gone_services(session, source, gone_names, at, batch, changes)
+    _write(session, batch, source, at)
+    changes.transitions = len(batch.transitions)
     return changes
 
 
-def _load_services(session: Session, names: Iterable[str]) -> dict[str, Service]:
-    names = list(names)
-    found: dict[str, Service] = {}
-    for start in range(0, len(names), _CHUNK):
-        chunk = names[start : start + _CHUNK]
-        rows = session.scalars(
-            select(Service).where(Service.name.in_(chunk)).options(selectinload(Service.instances))
-        )
-        found.update({s.name: s for s in rows})
-    _load_checks(session, [i for s in found.values() for i in s.instances])
+def _chunks(values: Sequence, size: int = _CHUNK):
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _load_services(session: Session, names: Sequence[str]) -> dict[str, dict]:
+    found: dict[str, dict] = {}
+    for chunk in _chunks(list(names)):
+        for row in session.execute(select(services_t).where(services_t.c.name.in_(chunk))):
+            found[row.name] = dict(row._mapping)
     return found
 
 
-def _load_checks(session: Session, instances: list[Instance]) -> None:
-    by_instance: dict[int, dict[str, Check]] = {i.id: {} for i in instances}
-    ids = list(by_instance)
-    for start in range(0, len(ids), _CHUNK):
-        for check in session.scalars(
-            select(Check).where(Check.instance_id.in_(ids[start : start + _CHUNK]))
+def _insert_services(
+    session: Session, source: str, records: Sequence[ServiceRecord], at: datetime, into: dict
+) -> None:
+    rows = []
+    for r in records:
+        health, counts = rollup([instance_health(i.checks, i.checked)[0] for i in r.instances])
+        rows.append(
+            {
+                "name": r.name,
+                "source": source,
+                "kind": r.kind,
+                "tags": tuple(sorted(set(r.tags))),
+                "meta": dict(r.meta),
+                "versions": tuple(sorted({i.version for i in r.instances if i.version})),
+                "health": health,
+                "health_rank": HEALTH_RANK[health],
+                "n_total": counts["total"],
+                "n_passing": counts["passing"],
+                "n_warning": counts["warning"],
+                "n_critical": counts["critical"],
+                "n_maintenance": counts["maintenance"],
+                "first_seen_at": at,
+                "observed_at": at,
+                "changed_at": at,
+                "gone_at": None,
+            }
+        )
+    # A plain executemany, then one read back by the unique name: RETURNING with a guaranteed
+    # row order would make SQLite insert one row per statement.
+    insert_rows(session.connection(), services_t, rows)
+    by_name = {row["name"]: row for row in rows}
+    for chunk in _chunks(list(by_name)):
+        for new_id, name in session.execute(
+            select(services_t.c.id, services_t.c.name).where(services_t.c.name.in_(chunk))
         ):
-            by_instance[check.instance_id][check.check_id] = check
-    for instance in instances:
-        instance.__dict__["_checks"] = by_instance[instance.id]
+            into[name] = {**by_name[name], "id": new_id}
 
 
-def _names_of_source(session: Session, source: str) -> set[str]:
+def _load_instances(session: Session, service_ids: Sequence[int]) -> dict[int, dict]:
+    found: dict[int, dict] = {}
+    for chunk in _chunks(list(service_ids)):
+        for row in session.execute(select(instances_t).where(instances_t.c.service_id.in_(chunk))):
+            found.setdefault(row.service_id, {})[(row.node, row.source_id)] = dict(row._mapping)
+    return found
+
+
+def _load_checks(session: Session, instance_ids: Sequence[int]) -> dict[int, dict[str, dict]]:
+    found: dict[int, dict[str, dict]] = {}
+    for chunk in _chunks(list(instance_ids)):
+        for row in session.execute(select(checks_t).where(checks_t.c.instance_id.in_(chunk))):
+            found.setdefault(row.instance_id, {})[row.check_id] = dict(row._mapping)
+    return found
+
+
+def _load_upstreams(
+    session: Session, source: str, names: Sequence[str]
+) -> dict[str, dict[str, int]]:
+    found: dict[str, dict[str, int]] = {}
+    for chunk in _chunks(list(names)):
+        for row in session.execute(
+            select(upstreams_t.c.id, upstreams_t.c.service, upstreams_t.c.upstream).where(
+                upstreams_t.c.source == source, upstreams_t.c.service.in_(chunk)
+            )
+        ):
+            found.setdefault(row.service, {})[row.upstream] = row.id
+    return found
+
+
+def _live_names_of_source(session: Session, source: str) -> set[str]:
     return set(
         session.scalars(
-            select(Service.name).where(Service.source == source, Service.gone_at.is_(None))
+            select(services_t.c.name).where(
+                services_t.c.source == source, services_t.c.gone_at.is_(None)
+            )
         )
     )
 
 
-def _apply_service(
-    session: Session,
-    service: Service,
-    record: ServiceRecord,
-    at: datetime,
-    changes: CatalogChanges,
-    upstreams: dict[str, ServiceUpstream],
+def _queue_new_service(
+    source: str, row: dict, record: ServiceRecord, at: datetime, batch: _Batch, changes
 ) -> None:
     changes.services_seen += 1
-    if service.gone_at is not None:
-        service.gone_at = None
-        changes.changed_services.add(record.name)
-    _set_if_changed(service, "tags", sorted(set(record.tags)), changes, record.name)
-    _set_if_changed(service, "meta", dict(record.meta), changes, record.name)
-    _set_if_changed(service, "kind", record.kind, changes, record.name)
-    service.observed_at = at
+    changes.instances_seen += len(record.instances)
+    changes.changed_services.add(record.name)
+    for inst in record.instances:
+        batch.instance_inserts.append((row["id"], inst, {"state": None}))
+    batch.upstream_inserts.extend(
+        {"service": record.name, "upstream": name, "source": source, "observed_at": at}
+        for name in sorted(set(record.upstreams))
+    )
 
-    current = {(i.node, i.source_id): i for i in service.instances}
-    seen: set[tuple[str, str]] = set()
+
+def _diff_service(
+    source: str,
+    current: dict,
+    record: ServiceRecord,
+    instances: dict[tuple[str, str], dict],
+    checks: dict[int, dict[str, dict]],
+    upstreams: dict[str, int],
+    at: datetime,
+    batch: _Batch,
+    changes: CatalogChanges,
+) -> None:
+    changes.services_seen += 1
+    changed = current["gone_at"] is not None or current["source"] != source
     states: list[str] = []
     versions: set[str] = set()
-    for inst_record in record.instances:
-        key = (inst_record.node, inst_record.id)
-        seen.add(key)
-        instance = current.get(key)
-        if instance is None:
-            instance = Instance(
-                source=service.source,
-                source_id=inst_record.id,
-                node=inst_record.node,
-                observed_at=at,
-                health="unknown",
-            )
-            instance.__dict__["_checks"] = {}
-            service.instances.append(instance)
-            session.add(instance)
-            changes.changed_services.add(record.name)
-            _apply_instance(session, service, instance, inst_record, at, changes, new=True)
-        else:
-            _apply_instance(session, service, instance, inst_record, at, changes, new=False)
+    seen: set[tuple[str, str]] = set()
+    for inst in record.instances:
         changes.instances_seen += 1
-        states.append(instance.health)
-        if instance.version:
-            versions.add(instance.version)
-    for key, instance in current.items():
-        if key not in seen and instance.gone_at is None:
-            _mark_instance_gone(session, service, instance, at, changes)
-
+        key = (inst.node, inst.id)
+        seen.add(key)
+        state, output = instance_health(inst.checks, inst.checked)
+        states.append(state)
+        if inst.version:
+            versions.add(inst.version)
+        row = instances.get(key)
+        if row is None:
+            batch.instance_inserts.append((current["id"], inst, {"state": state}))
+            changed = True
+            continue
+        changed |= _diff_instance(row, inst, state, output, checks.get(row["id"], {}), at, batch)
+    for key, row in instances.items():
+        if key not in seen and row["gone_at"] is None:
+            _instance_gone(row, at, batch)
+            changed = True
     health, counts = rollup(states)
-    if health != service.health or service.n_total != counts["total"]:
+    new = {
+        "source": source,
+        "kind": record.kind,
+        "tags": sorted(set(record.tags)),
+        "meta": dict(record.meta),
+        "versions": sorted(versions),
+        "health": health,
+        "health_rank": HEALTH_RANK[health],
+        "n_total": counts["total"],
+        "n_passing": counts["passing"],
+        "n_warning": counts["warning"],
+        "n_critical": counts["critical"],
+        "n_maintenance": counts["maintenance"],
+        "gone_at": None,
+    }
+    if changed or any(current[k] != v for k, v in new.items()):
+        new["changed_at"] = at if health != current["health"] else current["changed_at"]
+        new["observed_at"] = at
+        batch.service_updates.append({"_id": current["id"], **new})
         changes.changed_services.add(record.name)
-    if health != service.health:
-        service.changed_at = at
-    service.health = health
-    service.health_rank = HEALTH_RANK[health]
-    service.n_total = counts["total"]
-    service.n_passing = counts["passing"]
-    service.n_warning = counts["warning"]
-    service.n_critical = counts["critical"]
-    service.n_maintenance = counts["maintenance"]
-    _set_if_changed(service, "versions", sorted(versions), changes, record.name)
-    _apply_upstreams(session, service, record, at, upstreams)
-
-
-def _apply_instance(
-    session: Session,
-    service: Service,
-    instance: Instance,
-    record: InstanceRecord,
-    at: datetime,
-    changes: CatalogChanges,
-    *,
-    new: bool,
-) -> None:
-    if instance.gone_at is not None:
-        instance.gone_at = None
-    for attr, value in (
-        ("address", record.address),
-        ("port", record.port),
-        ("tags", list(record.tags)),
-        ("meta", dict(record.meta)),
-        ("version", record.version),
-    ):
-        _set_if_changed(instance, attr, value, changes, service.name)
-    instance.observed_at = at
-    state, output = instance_health(record.checks, record.checked)
-    maintenance = [c for c in record.checks if c.kind == "maintenance"]
-    instance.maintenance = bool(maintenance)
-    instance.maintenance_reason = (maintenance[0].notes if maintenance else "")[:1000]
-    _apply_checks(session, instance, record.checks, at, changes, service.name)
-    previous = "gone" if instance.health == "gone" else instance.health
-    if new:
-        previous = None
-    if previous is not None and previous != state:
-        cause = _causing_check(record.checks, state)
-        session.add(
-            HealthTransition(
-                service=service,
-                instance=instance,
-                at=at,
-                from_state=previous,
-                to_state=state,
-                check_id=cause,
-                output=output,
-            )
+    wanted = set(record.upstreams)
+    for name in wanted - upstreams.keys():
+        batch.upstream_inserts.append(
+            {"service": record.name, "upstream": name, "source": source, "observed_at": at}
         )
-        changes.transitions += 1
-        changes.changed_services.add(service.name)
-    instance.health = state
+    batch.upstream_deletes.extend(i for name, i in upstreams.items() if name not in wanted)
+
+
+def _diff_instance(
+    row: dict,
+    inst: InstanceRecord,
+    state: str,
+    output: str,
+    checks: dict[str, dict],
+    at: datetime,
+    batch: _Batch,
+) -> bool:
+    values = {
+        "address": inst.address,
+        "port": inst.port,
+        "tags": list(inst.tags),
+        "meta": dict(inst.meta),
+        "version": inst.version,
+    }
+    maintenance = [c for c in inst.checks if c.kind == "maintenance"]
+    values["maintenance"] = bool(maintenance)
+    values["maintenance_reason"] = (maintenance[0].notes if maintenance else "")[:1000]
+    values["health"] = state
+    values["gone_at"] = None
+    changed = any(row[k] != v for k, v in values.items())
+    if row["health"] != state:
+        batch.transitions.append(
+            {
+                "service_id": row["service_id"],
+                "instance_id": row["id"],
+                "at": at,
+                "from_state": row["health"],
+                "to_state": state,
+                "check_id": _causing_check(inst.checks, state),
+                "output": output,
+            }
+        )
+    if changed:
+        batch.instance_updates.append({"_id": row["id"], **values, "observed_at": at})
+    changed |= _diff_checks(row["id"], inst.checks, checks, at, batch)
+    return changed
+
+
+def _diff_checks(
+    instance_id: int,
+    records: Sequence[CheckRecord],
+    current: dict[str, dict],
+    at: datetime,
+    batch: _Batch,
+) -> bool:
+    changed = False
+    seen = set()
+    for check in records:
+        seen.add(check.check_id)
+        values = {f: getattr(check, f) for f in _CHECK_FIELDS}
+        row = current.get(check.check_id)
+        if row is None:
+            batch.check_inserts.append(
+                {
+                    "instance_id": instance_id,
+                    "check_id": check.check_id,
+                    "observed_at": at,
+                    **values,
+                }
+            )
+            changed = True
+        elif any(row[k] != v for k, v in values.items()):
+            batch.check_updates.append({"_id": row["id"], "observed_at": at, **values})
+            changed = True
+    for check_id, row in current.items():
+        if check_id not in seen:
+            batch.check_deletes.append(row["id"])
+            changed = True
+    return changed
 
 
 def _causing_check(checks: Sequence[CheckRecord], state: str) -> str:
     for check in checks:
         if state == "maintenance" and check.kind == "maintenance":
             return check.check_id
-        if check.status == state:
+        if state != "maintenance" and check.status == state:
             return check.check_id
     return ""
 
 
-def _apply_checks(
-    session: Session,
-    instance: Instance,
-    records: Sequence[CheckRecord],
-    at: datetime,
-    changes: CatalogChanges,
-    service_name: str,
-) -> None:
-    current: dict[str, Check] = instance.__dict__.setdefault("_checks", {})
-    seen = set()
-    for record in records:
-        seen.add(record.check_id)
-        check = current.get(record.check_id)
-        if check is None:
-            check = Check(
-                instance=instance,
-                check_id=record.check_id,
-                name=record.name,
-                kind=record.kind,
-                status=record.status,
-                output=record.output,
-                notes=record.notes,
-                observed_at=at,
-            )
-            session.add(check)
-            current[record.check_id] = check
-            changes.changed_services.add(service_name)
-            continue
-        for attr in ("name", "kind", "status", "output", "notes"):
-            _set_if_changed(check, attr, getattr(record, attr), changes, service_name)
-        check.observed_at = at
-    for check_id in list(current):
-        if check_id not in seen:
-            session.delete(current.pop(check_id))
-            changes.changed_services.add(service_name)
-
-
-def _apply_upstreams(
-    session: Session,
-    service: Service,
-    record: ServiceRecord,
-    at: datetime,
-    existing: dict[str, ServiceUpstream],
-) -> None:
-    existing = dict(existing)
-    for name in record.upstreams:
-        if name in existing:
-            existing.pop(name).observed_at = at
-        else:
-            session.add(
-                ServiceUpstream(
-                    service=service.name, upstream=name, source=service.source, observed_at=at
-                )
-            )
-    for stale in existing.values():
-        session.delete(stale)
-
-
-def _load_upstreams(
-    session: Session, source: str, names: Sequence[str]
-) -> dict[str, dict[str, ServiceUpstream]]:
-    found: dict[str, dict[str, ServiceUpstream]] = {}
-    for start in range(0, len(names), _CHUNK):
-        for row in session.scalars(
-            select(ServiceUpstream).where(
-                ServiceUpstream.source == source,
-                ServiceUpstream.service.in_(names[start : start + _CHUNK]),
-            )
-        ):
-            found.setdefault(row.service, {})[row.upstream] = row
-    return found
-
-
-def _mark_instance_gone(
-    session: Session, service: Service, instance: Instance, at: datetime, changes: CatalogChanges
-) -> None:
-    session.add(
-        HealthTransition(
-            service=service,
-            instance=instance,
-            at=at,
-            from_state=instance.health,
-            to_state="gone",
-            output="left the catalog",
-        )
+def _instance_gone(row: dict, at: datetime, batch: _Batch) -> None:
+    batch.transitions.append(
+        {
+            "service_id": row["service_id"],
+            "instance_id": row["id"],
+            "at": at,
+            "from_state": row["health"],
+            "to_state": "gone",
+            "check_id": "",
+            "output": "left the catalog",
+        }
     )
-    changes.transitions += 1
-    instance.health = "gone"
-    instance.gone_at = at
-    changes.changed_services.add(service.name)
+    batch.instance_updates.append(
+        {
+            "_id": row["id"],
+            **{k: row[k] for k in (*_INSTANCE_FIELDS, "maintenance", "maintenance_reason")},
+            "health": "gone",
+            "gone_at": at,
+            "observed_at": at,
+        }
+    )
 
 
-def _mark_service_gone(
-    session: Session, service: Service, at: datetime, changes: CatalogChanges
+def _diff_gone_services(
+    session: Session,
+    source: str,
+    names: set[str],
+    at: datetime,
+    batch: _Batch,
+    changes: CatalogChanges,
 ) -> None:
-    for instance in service.instances:
-        if instance.gone_at is None:
-            _mark_instance_gone(session, service, instance, at, changes)
-    service.gone_at = at
-    service.changed_at = at
-    service.health = "unknown"
-    service.health_rank = GONE_RANK
-    service.n_total = service.n_passing = service.n_warning = 0
-    service.n_critical = service.n_maintenance = 0
-    changes.changed_services.add(service.name)
+    services = {
+        name: row
+        for name, row in _load_services(session, list(names)).items()
+        if row["source"] == source and row["gone_at"] is None
+    }
+    instances = _load_instances(session, [row["id"] for row in services.values()])
+    for name, row in services.items():
+        for inst in instances.get(row["id"], {}).values():
+            if inst["gone_at"] is None:
+                _instance_gone(inst, at, batch)
+        batch.service_updates.append(
+            {
+                "_id": row["id"],
+                **{k: row[k] for k in ("source", "kind", "tags", "meta", "versions")},
+                "health": "unknown",
+                "health_rank": GONE_RANK,
+                "n_total": 0,
+                "n_passing": 0,
+                "n_warning": 0,
+                "n_critical": 0,
+                "n_maintenance": 0,
+                "gone_at": at,
+                "changed_at": at,
+                "observed_at": at,
+            }
+        )
+        changes.changed_services.add(name)
 
 
-def _set_if_changed(obj, attr: str, value, changes: CatalogChanges, service_name: str) -> None:
-    if getattr(obj, attr) != value:
-        setattr(obj, attr, value)
-        changes.changed_services.add(service_name)
+def _write(session: Session, batch: _Batch, source: str, at: datetime) -> None:
+    if batch.instance_inserts:
+        _insert_instances(session, batch, source, at)
+    if batch.service_updates:
+        _update_many(session, services_t, batch.service_updates)
+    if batch.instance_updates:
+        _update_many(session, instances_t, batch.instance_updates)
+    if batch.check_deletes:
+        for chunk in _chunks(batch.check_deletes):
+            session.execute(delete(checks_t).where(checks_t.c.id.in_(chunk)))
+    if batch.check_updates:
+        _update_many(session, checks_t, batch.check_updates)
+    if batch.check_inserts:
+        insert_rows(session.connection(), checks_t, batch.check_inserts)
+    if batch.transitions:
+        insert_rows(session.connection(), transitions_t, batch.transitions)
+    if batch.upstream_deletes:
+        session.execute(delete(upstreams_t).where(upstreams_t.c.id.in_(batch.upstream_deletes)))
+    if batch.upstream_inserts:
+        session.execute(insert(upstreams_t), batch.upstream_inserts)
+
+
+def _insert_instances(session: Session, batch: _Batch, source: str, at: datetime) -> None:
+    rows = []
+    for service_id, inst, extra in batch.instance_inserts:
+        state = extra["state"] or instance_health(inst.checks, inst.checked)[0]
+        maintenance = [c for c in inst.checks if c.kind == "maintenance"]
+        rows.append(
+            {
+                "service_id": service_id,
+                "source": source,
+                "source_id": inst.id,
+                "node": inst.node,
+                "address": inst.address,
+                "port": inst.port,
+                "tags": tuple(inst.tags),  # hashable, so shared tag sets encode once
+                "meta": dict(inst.meta),
+                "version": inst.version,
+                "health": state,
+                "maintenance": bool(maintenance),
+                "maintenance_reason": (maintenance[0].notes if maintenance else "")[:1000],
+                "observed_at": at,
+                "gone_at": None,
+            }
+        )
+    insert_rows(session.connection(), instances_t, rows)
+    ids: dict[tuple[int, str, str], int] = {}
+    for chunk in _chunks(sorted({row["service_id"] for row in rows})):
+        for new_id, service_id, node, source_id in session.execute(
+            select(
+                instances_t.c.id,
+                instances_t.c.service_id,
+                instances_t.c.node,
+                instances_t.c.source_id,
+            ).where(instances_t.c.service_id.in_(chunk))
+        ):
+            ids[(service_id, node, source_id)] = new_id
+    for service_id, inst, _extra in batch.instance_inserts:
+        new_id = ids[(service_id, inst.node, inst.id)]
+        for check in inst.checks:
+            batch.check_inserts.append(
+                {
+                    "instance_id": new_id,
+                    "check_id": check.check_id,
+                    "observed_at": at,
+                    **{f: getattr(check, f) for f in _CHECK_FIELDS},
+                }
+            )
+
+
+def _update_many(session: Session, table, rows: list[dict]) -> None:
+    """Run one executemany UPDATE per distinct column set."""
+    by_columns: dict[tuple[str, ...], list[dict]] = {}
+    for row in rows:
+        by_columns.setdefault(tuple(row), []).append(row)
+    for group in by_columns.values():
+        update_rows(session.connection(), table, group)

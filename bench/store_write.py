@@ -1,0 +1,274 @@
+"""Store write throughput: catalog upserts and sample inserts vs a bare executemany.
+
+The bare baseline hands the same Python rows to the driver with the least work possible:
+JSON columns serialised with json.dumps, timestamps as the driver takes them.
+
+Run: .venv/bin/python bench/store_write.py [--postgres URL] [--instances N] [--samples N]
+Without --postgres it starts a throw-away PostgreSQL cluster like the tests do, when it can.
+Prints rows/s for each and the ratio of Quarterdeck's rate to the bare DBAPI rate (goal >= 0.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from app.store import Store, migrate  # noqa: E402
+from app.store.catalog import apply_catalog_update  # noqa: E402
+from app.store.samples import SampleRow, insert_samples  # noqa: E402
+from collectors.base import CatalogUpdate, CheckRecord, InstanceRecord, ServiceRecord  # noqa: E402
+
+T0 = datetime(2026, 11, 27, tzinfo=UTC)
+PER_SERVICE = 5
+
+
+def catalog(n_instances: int, status: str, at: datetime) -> CatalogUpdate:
+    """A fleet of n instances, five per service, each with one check."""
+    services = []
+    for s in range(n_instances // PER_SERVICE):
+        instances = tuple(
+            InstanceRecord(
+                id=f"svc-{s}-{i}",
+                node=f"node-{i}",
+                address=f"10.{s // 250}.{s % 250}.{i}",
+                port=8000 + i,
+                tags=("v1",),
+                meta={"version": "v1"},
+                version="v1",
+                checks=(CheckRecord("http", "http", status, output=f"HTTP {status}"),),
+            )
+            for i in range(PER_SERVICE)
+        )
+        services.append(ServiceRecord(name=f"svc-{s}", tags=("web",), instances=instances))
+    return CatalogUpdate(observed_at=at, services=services, complete=True)
+
+
+def time_catalog(store: Store, n: int) -> tuple[float, float]:
+    """Time the first pass (all inserts) and a second pass (every instance changes state)."""
+    first = catalog(n, "passing", T0)
+    start = time.perf_counter()
+    with store.session() as db:
+        apply_catalog_update(db, "bench", first)
+    insert_s = time.perf_counter() - start
+    second = catalog(n, "critical", T0 + timedelta(seconds=10))
+    start = time.perf_counter()
+    with store.session() as db:
+        apply_catalog_update(db, "bench", second)
+    update_s = time.perf_counter() - start
+    return insert_s, update_s
+
+
+def bare_catalog(store: Store, n: int) -> float:
+    """The same rows (services, instances, checks) through the driver's executemany."""
+    now = T0
+    raw = store.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        p = "?" if store.dialect == "sqlite" else "%s"
+        now_v = now.replace(tzinfo=None) if store.dialect == "sqlite" else now
+        n_services = n // PER_SERVICE
+        start = time.perf_counter()
+        if store.dialect == "sqlite":
+            cur.execute("BEGIN")
+        cur.executemany(
+            "INSERT INTO services (id, name, source, kind, tags, meta, versions, health, health_rank,"
+            " n_total, n_passing, n_warning, n_critical, n_maintenance, first_seen_at, observed_at,"
+            f" changed_at) VALUES ({', '.join([p] * 17)})",
+            [
+                (
+                    s + 1_000_000,
+                    f"bare-{s}",
+                    "bare",
+                    "",
+                    json.dumps(["web"]),
+                    json.dumps({}),
+                    json.dumps(["v1"]),
+                    "passing",
+                    0,
+                    5,
+                    5,
+                    0,
+                    0,
+                    0,
+                    now_v,
+                    now_v,
+                    now_v,
+                )
+                for s in range(n_services)
+            ],
+        )
+        cur.executemany(
+            "INSERT INTO instances (id, service_id, source, source_id, node, address, port, tags,"
+            " meta, version, health, maintenance, maintenance_reason, observed_at)"
+            f" VALUES ({', '.join([p] * 14)})",
+            [
+                (
+                    s * PER_SERVICE + i + 1_000_000,
+                    s + 1_000_000,
+                    "bare",
+                    f"bare-{s}-{i}",
+                    f"node-{i}",
+                    f"10.0.0.{i}",
+                    8000 + i,
+                    json.dumps(["v1"]),
+                    json.dumps({"version": "v1"}),
+                    "v1",
+                    "passing",
+                    False,
+                    "",
+                    now_v,
+                )
+                for s in range(n_services)
+                for i in range(PER_SERVICE)
+            ],
+        )
+        cur.executemany(
+            "INSERT INTO checks (instance_id, check_id, name, kind, status, output, notes,"
+            f" observed_at) VALUES ({', '.join([p] * 8)})",
+            [
+                (
+                    s * PER_SERVICE + i + 1_000_000,
+                    "http",
+                    "http",
+                    "service",
+                    "passing",
+                    "HTTP passing",
+                    "",
+                    now_v,
+                )
+                for s in range(n_services)
+                for i in range(PER_SERVICE)
+            ],
+        )
+        raw.commit()
+        return time.perf_counter() - start
+    finally:
+        raw.close()
+
+
+def samples(n: int) -> list[SampleRow]:
+    """n samples spread over 200 instances."""
+    return [
+        SampleRow(
+            "bench",
+            "push_connections",
+            f"svc-{k % 40}",
+            f"i-{k % 200}",
+            float(k),
+            T0 + timedelta(seconds=k),
+        )
+        for k in range(n)
+    ]
+
+
+def time_samples(store: Store, rows: list[SampleRow]) -> float:
+    start = time.perf_counter()
+    with store.session() as db:
+        insert_samples(db, rows)
+    return time.perf_counter() - start
+
+
+def bare_samples(store: Store, rows: list[SampleRow]) -> float:
+    raw = store.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        sqlite = store.dialect == "sqlite"
+        p = "?" if sqlite else "%s"
+        start = time.perf_counter()
+        values = [
+            (
+                r.source,
+                r.metric,
+                r.service,
+                r.instance,
+                r.value,
+                r.at.replace(tzinfo=None) if sqlite else r.at,
+            )
+            for r in rows
+        ]
+
+        if sqlite:
+            cur.execute("BEGIN")
+        cur.executemany(
+            f"INSERT INTO samples (source, metric, service, instance, value, at) VALUES ({', '.join([p] * 6)})",
+            values,
+        )
+        raw.commit()
+        return time.perf_counter() - start
+    finally:
+        raw.close()
+
+
+def run(url: str, label: str, n_instances: int, n_samples: int) -> dict:
+    migrate.upgrade(url)
+    store = Store(url)
+    try:
+        insert_s, update_s = time_catalog(store, n_instances)
+        bare_c = bare_catalog(store, n_instances)
+        rows = samples(n_samples)
+        ours_s = time_samples(store, rows)
+        bare_s = bare_samples(store, rows)
+    finally:
+        store.dispose()
+    result = {
+        "store": label,
+        "instances": n_instances,
+        "catalog_insert_rows_s": round(n_instances / insert_s),
+        "catalog_update_rows_s": round(n_instances / update_s),
+        "catalog_bare_rows_s": round(n_instances / bare_c),
+        "catalog_insert_ratio": round(bare_c / insert_s, 2),
+        "catalog_update_ratio": round(bare_c / update_s, 2),
+        "samples": n_samples,
+        "samples_rows_s": round(n_samples / ours_s),
+        "samples_bare_rows_s": round(n_samples / bare_s),
+        "samples_ratio": round(bare_s / ours_s, 2),
+    }
+    print(
+        f"{label:<10} catalog upsert: insert {result['catalog_insert_rows_s']:>8} inst/s "
+        f"(ratio {result['catalog_insert_ratio']}), update {result['catalog_update_rows_s']:>8} inst/s "
+        f"(ratio {result['catalog_update_ratio']}), bare executemany {result['catalog_bare_rows_s']:>8} inst/s"
+    )
+    print(
+        f"{label:<10} samples: {result['samples_rows_s']:>8} rows/s, bare executemany "
+        f"{result['samples_bare_rows_s']:>8} rows/s, ratio {result['samples_ratio']} (goal >= 0.5)"
+    )
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres", help="URL of an empty PostgreSQL database")
+    parser.add_argument("--instances", type=int, default=10_000)
+    parser.add_argument("--samples", type=int, default=100_000)
+    parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        results.append(run(f"sqlite:///{tmp}/bench.db", "sqlite", args.instances, args.samples))
+        if args.postgres:
+            results.append(run(args.postgres, "postgresql", args.instances, args.samples))
+        else:
+            from tests.fixtures.postgres import running_postgres
+
+            workdir = Path(tmp) / "pg"
+            workdir.mkdir()
+            Path(tmp).chmod(0o755)  # the unprivileged PostgreSQL user must reach its folder
+            with running_postgres(workdir) as base:
+                from tests.fixtures.postgres import PostgresServer
+
+                url = PostgresServer(base).create_database("bench")
+                results.append(run(url, "postgresql", args.instances, args.samples))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
