@@ -1,0 +1,12 @@
+"""A protocol-faithful double of the Consul HTTP API, for the test-suite and `quarterdeck demo`.
+
+One object plays the servers and every node's agent: catalog, health, agent maintenance, KV with
+CAS and locks, sessions, blocking queries with per-endpoint `X-Consul-Index`, ACL tokens, `?dc`,
+and injectable faults. Tests and the demo change its state through ConsulDouble's methods;
+clients talk to it over real HTTP at `ConsulDouble.url`.
+"""
+
+from demo.consul.double import ConsulDouble
+from demo.consul.faults import FAULT_KINDS
+
+__all__ = ["FAULT_KINDS", "ConsulDouble"]

@@ -1,0 +1,346 @@
+"""Catalog, health, agent and status endpoints of the Consul double."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from demo.consul import shapes
+from demo.consul.catalog import CONSUL_VERSION, Catalog, Check, Service
+from demo.consul.protocol import (
+    HTTPError,
+    Request,
+    Response,
+    Route,
+    acl_named,
+    acl_unnamed,
+    parse_bool,
+)
+from demo.consul.queries import BlockingReads, query_options, request_filter, required
+
+SERVER_ADDRESS = "127.0.0.1:8300"
+CONSUL_SERVICE_ID = "consul"
+
+
+class CatalogEndpoints:
+    """Catalog and health reads, the agent's services and maintenance, and status."""
+
+    def __init__(self, reads: BlockingReads, catalog: Catalog, node_name: str) -> None:
+        self._reads = reads
+        self._raft = reads.raft
+        self._catalog = catalog
+        self._node_name = node_name
+        self._datacenter = catalog.datacenter
+
+    def routes(self) -> list[Route]:
+        """The endpoints, with the ACL permission each needs."""
+        node = self._node_name
+        get, put = ("GET",), ("PUT",)
+        return [
+            Route(
+                "/v1/catalog/services", get, self.catalog_services, acl_unnamed("service", "read")
+            ),
+            Route("/v1/catalog/service/", get, self.catalog_service, acl_named("service", "read")),
+            Route("/v1/catalog/nodes", get, self.catalog_nodes, acl_unnamed("node", "read")),
+            Route("/v1/catalog/node/", get, self.catalog_node, acl_named("node", "read")),
+            Route("/v1/catalog/datacenters", get, self.catalog_datacenters),
+            Route("/v1/health/service/", get, self.health_service, acl_named("service", "read")),
+            Route("/v1/health/checks/", get, self.health_checks, acl_named("service", "read")),
+            Route("/v1/health/state/", get, self.health_state, acl_unnamed("node", "read")),
+            Route("/v1/health/node/", get, self.health_node, acl_named("node", "read")),
+            Route(
+                "/v1/agent/services",
+                get,
+                self.agent_services,
+                acl_unnamed("service", "read"),
+                forwarded=False,
+            ),
+            Route(
+                "/v1/agent/self",
+                get,
+                self.agent_self,
+                lambda request: ("agent", "read", node),
+                forwarded=False,
+            ),
+            Route(
+                "/v1/agent/service/maintenance/",
+                put,
+                self.agent_service_maintenance,
+                acl_named("service", "write"),
+                forwarded=False,
+            ),
+            Route(
+                "/v1/agent/maintenance",
+                put,
+                self.agent_maintenance,
+                lambda request: ("node", "write", node),
+                forwarded=False,
+            ),
+            Route("/v1/status/leader", get, self.status_leader, forwarded=False),
+            Route("/v1/status/peers", get, self.status_peers, forwarded=False),
+        ]
+
+    # ----- catalog --------------------------------------------------------------------------
+
+    def catalog_services(self, request: Request) -> Response:
+        """GET /v1/catalog/services: service name -> union of its instances' tags."""
+
+        def render() -> dict[str, list[str]]:
+            return {
+                name: sorted({tag for service in instances.values() for tag in service.tags})
+                for name, instances in sorted(self._catalog.by_name.items())
+            }
+
+        return self._reads.read(request, lambda: self._raft.tables["services"], render)
+
+    def catalog_service(self, request: Request) -> Response:
+        """GET /v1/catalog/service/<name>: instances in the flat catalog shape."""
+        name = required(request.arg, "Missing service name")
+        return self._reads.read(
+            request,
+            lambda: self._catalog.service_index(name, checks=False),
+            lambda: [self._catalog_row(service) for service in self._instances(request, name)],
+            filterable=True,
+        )
+
+    def catalog_nodes(self, request: Request) -> Response:
+        """GET /v1/catalog/nodes."""
+        return self._reads.read(
+            request,
+            lambda: self._raft.tables["nodes"],
+            lambda: [
+                shapes.node_json(node, self._datacenter)
+                for _, node in sorted(self._catalog.nodes.items())
+                if _meta_matches(node.meta, request)
+            ],
+            filterable=True,
+        )
+
+    def catalog_node(self, request: Request) -> Response:
+        """GET /v1/catalog/node/<node>: the node and its services, or null."""
+        name = required(request.arg, "Missing node name")
+
+        def render() -> Any:
+            node = self._catalog.nodes.get(name)
+            if node is None:
+                return None
+            services = self._catalog.by_node[name]
+            return {
+                "Node": shapes.node_json(node, self._datacenter),
+                "Services": {sid: shapes.service_json(services[sid]) for sid in sorted(services)},
+            }
+
+        return self._reads.read(request, lambda: self._catalog.node_index(name), render)
+
+    def catalog_datacenters(self, request: Request) -> Response:
+        """GET /v1/catalog/datacenters."""
+        return Response(body=[self._catalog.datacenter])
+
+    # ----- health ---------------------------------------------------------------------------
+
+    def health_service(self, request: Request) -> Response:
+        """GET /v1/health/service/<name>: Node, Service and Checks of every instance."""
+        name = required(request.arg, "Missing service name")
+        passing_only = request.flag("passing")
+
+        def render() -> list[dict[str, Any]]:
+            entries = []
+            for service in self._instances(request, name):
+                checks = self._catalog.service_checks(service)
+                if passing_only and any(check.status != "passing" for check in checks):
+                    continue
+                entries.append(
+                    {
+                        "Node": shapes.node_json(
+                            self._catalog.nodes[service.node], self._datacenter
+                        ),
+                        "Service": shapes.service_json(service),
+                        "Checks": [self._check(check) for check in checks],
+                    }
+                )
+            return entries
+
+        return self._reads.read(
+            request, lambda: self._catalog.service_index(name, checks=True), render, True
+        )
+
+    def health_checks(self, request: Request) -> Response:
+        """GET /v1/health/checks/<service>: the service checks of every instance."""
+        name = required(request.arg, "Missing service name")
+
+        def render() -> list[dict[str, Any]]:
+            checks = []
+            for service in self._instances(request, name):
+                for check in self._catalog.service_checks(service):
+                    if check.service_id:
+                        checks.append(self._check(check))
+            return checks
+
+        return self._reads.read(
+            request, lambda: self._catalog.service_index(name, checks=True), render, True
+        )
+
+    def health_state(self, request: Request) -> Response:
+        """GET /v1/health/state/<any|passing|warning|critical>: a flat list of checks."""
+        # Consul refuses only an empty state; an unknown one matches no check.
+        state = required(request.arg, "Missing check state")
+
+        def render() -> list[dict[str, Any]]:
+            return [
+                self._check(check)
+                for node in sorted(self._catalog.checks)
+                for _, check in sorted(self._catalog.checks[node].items())
+                if state in ("any", check.status)
+            ]
+
+        return self._reads.read(request, lambda: self._raft.tables["checks"], render, True)
+
+    def health_node(self, request: Request) -> Response:
+        """GET /v1/health/node/<node>: the node's checks, its services' included."""
+        name = required(request.arg, "Missing node name")
+
+        def render() -> list[dict[str, Any]]:
+            checks = self._catalog.checks.get(name, {})
+            return [self._check(checks[cid]) for cid in sorted(checks)]
+
+        return self._reads.read(request, lambda: self._catalog.node_index(name), render, True)
+
+    # ----- agent ----------------------------------------------------------------------------
+
+    def agent_services(self, request: Request) -> Response:
+        """GET /v1/agent/services; agent endpoints block on ?hash= (X-Consul-ContentHash)."""
+        wait_s = query_options(request).wait_s
+        predicate = request_filter(request)
+        waited_hash = request.get("hash")
+
+        def render() -> dict[str, Any]:
+            body = {}
+            for sid in sorted(self._catalog.services):
+                if sid == CONSUL_SERVICE_ID:
+                    continue
+                entry = shapes.agent_service_json(self._catalog.services[sid], self._datacenter)
+                entry["ContentHash"] = _content_hash(entry)
+                body[sid] = entry
+            return body
+
+        with self._raft.lock:
+            if waited_hash:
+                self._reads.wait(request, lambda: _content_hash(render()) != waited_hash, wait_s)
+            self._reads.ensure_live(request)
+            body = render()
+        digest = _content_hash(body)
+        if predicate is not None:
+            body = {sid: entry for sid, entry in body.items() if predicate(entry)}
+        return Response(body=body, headers={"X-Consul-ContentHash": digest})
+
+    def agent_self(self, request: Request) -> Response:
+        """GET /v1/agent/self: the agent's configuration and membership, abridged."""
+        with self._raft.lock:
+            node = self._catalog.nodes.get(self._node_name)
+            address = node.address if node else "127.0.0.1"
+            node_id = node.id if node else ""
+        datacenter = self._catalog.datacenter
+        return Response(
+            body={
+                "Config": {
+                    "Datacenter": datacenter,
+                    "PrimaryDatacenter": datacenter,
+                    "NodeName": self._node_name,
+                    "NodeID": node_id,
+                    "Revision": "quarterdeck-double",
+                    "Server": True,
+                    "Version": CONSUL_VERSION,
+                },
+                "Member": {
+                    "Name": self._node_name,
+                    "Addr": address,
+                    "Port": 8301,
+                    "Tags": {"dc": datacenter, "role": "consul", "build": CONSUL_VERSION},
+                    "Status": 1,
+                },
+                "Meta": {"consul-network-segment": "", "consul-version": CONSUL_VERSION},
+                "Stats": {},
+            }
+        )
+
+    def agent_service_maintenance(self, request: Request) -> Response:
+        """PUT /v1/agent/service/maintenance/<id>?enable=&reason=."""
+        service_id = required(request.arg, "Missing service ID")
+        enable = _enable_param(request)
+        if service_id == CONSUL_SERVICE_ID or service_id not in self._catalog.services:
+            raise HTTPError(
+                404,
+                f'Unknown service ID "{service_id}". '
+                "Ensure that the service ID is passed, not the service name.",
+            )
+        if enable:
+            self._catalog.enable_service_maintenance(service_id, request.get("reason"))
+        else:
+            self._catalog.disable_service_maintenance(service_id)
+        return Response()
+
+    def agent_maintenance(self, request: Request) -> Response:
+        """PUT /v1/agent/maintenance?enable=&reason=: the agent's own node."""
+        if _enable_param(request):
+            self._catalog.enable_node_maintenance(self._node_name, request.get("reason"))
+        else:
+            self._catalog.disable_node_maintenance(self._node_name)
+        return Response()
+
+    # ----- status ---------------------------------------------------------------------------
+
+    def status_leader(self, request: Request) -> Response:
+        """GET /v1/status/leader: the Raft leader's server address."""
+        return Response(body=SERVER_ADDRESS)
+
+    def status_peers(self, request: Request) -> Response:
+        """GET /v1/status/peers."""
+        return Response(body=[SERVER_ADDRESS])
+
+    # ----- shared ---------------------------------------------------------------------------
+
+    def _check(self, check: Check) -> dict[str, Any]:
+        return shapes.check_json(check, self._catalog.services.get(check.service_id))
+
+    def _catalog_row(self, service: Service) -> dict[str, Any]:
+        node = self._catalog.nodes[service.node]
+        return shapes.catalog_service_json(service, node, self._datacenter)
+
+    def _instances(self, request: Request, name: str) -> list[Service]:
+        """A service's instances in node order, narrowed by the deprecated ?tag and ?node-meta."""
+        tags = request.get_all("tag")
+        instances = self._catalog.by_name.get(name, {}).values()
+        return sorted(
+            (
+                service
+                for service in instances
+                if all(tag in service.tags for tag in tags)
+                and _meta_matches(self._catalog.nodes[service.node].meta, request)
+            ),
+            key=lambda service: (service.node, service.id),
+        )
+
+
+def _meta_matches(meta: Mapping[str, str], request: Request) -> bool:
+    for pair in request.get_all("node-meta"):
+        key, _, value = pair.partition(":")
+        if meta.get(key) != value:
+            return False
+    return True
+
+
+def _content_hash(body: Any) -> str:
+    encoded = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.blake2b(encoded, digest_size=8).hexdigest()
+
+
+def _enable_param(request: Request) -> bool:
+    if not request.has("enable"):
+        raise HTTPError(400, "Missing value for enable")
+    raw = request.get("enable")
+    try:
+        return parse_bool(raw)
+    except ValueError:
+        raise HTTPError(400, f'Invalid value for enable: "{raw}"') from None

@@ -1,0 +1,154 @@
+"""Requests and answers as the Consul double's endpoints see them, and Consul's parameter rules."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+NO_BODY: Any = object()
+# A Go time.Duration as Consul parses `?wait=` (time.ParseDuration).
+_DURATION = re.compile(r"((?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+")
+_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_SECONDS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1,
+    "m": 60,
+    "h": 3600,
+}
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+
+
+class HTTPError(Exception):
+    """An error answered as Consul does: a status and a plain-text reason."""
+
+    def __init__(
+        self, status: int, reason: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or {}
+
+
+class Disconnect(Exception):
+    """Drop the connection without answering (the agent went away)."""
+
+
+@dataclass
+class Request:
+    """One parsed HTTP request."""
+
+    method: str
+    path: str
+    pairs: list[tuple[str, str]]
+    headers: Mapping[str, str]
+    body: bytes
+    epoch: int
+    arg: str = ""
+
+    def has(self, name: str) -> bool:
+        """Whether a query parameter is present, with or without a value."""
+        return any(key == name for key, _ in self.pairs)
+
+    def get(self, name: str, default: str = "") -> str:
+        """The first value of a query parameter."""
+        return next((value for key, value in self.pairs if key == name), default)
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of a repeated query parameter."""
+        return [value for key, value in self.pairs if key == name]
+
+    def flag(self, name: str) -> bool:
+        """A boolean parameter: present and empty means true, otherwise Go's ParseBool."""
+        if not self.has(name):
+            return False
+        value = self.get(name)
+        if value == "" or value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        raise HTTPError(400, f"Invalid value for ?{name}: {value!r}")
+
+    def token(self) -> str:
+        """The ACL token, in Consul's order: ?token, X-Consul-Token, Authorization: Bearer."""
+        if self.get("token"):
+            return self.get("token")
+        if self.headers.get("X-Consul-Token"):
+            return self.headers["X-Consul-Token"]
+        scheme, _, value = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme == "Bearer" and value.strip():
+            return value.strip().split(" ")[0]
+        return ""
+
+
+@dataclass
+class Response:
+    """What an endpoint answers; body is JSON-able, or NO_BODY for an empty 200."""
+
+    body: Any = NO_BODY
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Route:
+    """An endpoint: a path (prefix when it ends with '/'), its methods and its handler."""
+
+    path: str
+    methods: tuple[str, ...]
+    handler: Callable[[Request], Response]
+    # (resource, access, name) for the ACL message, or None for endpoints that need no token.
+    acl: Callable[[Request], tuple[str, str, str]] | None = None
+    # Endpoints answered by the servers honour ?dc; agent-local ones do not.
+    forwarded: bool = True
+
+    def matches(self, path: str) -> str | None:
+        """The path remainder when this route serves the path, else None."""
+        if self.path.endswith("/"):
+            return path[len(self.path) :] if path.startswith(self.path) else None
+        return "" if path == self.path else None
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go duration such as "30s", "1m30s", "250ms"; ValueError otherwise."""
+    if text == "0":
+        return 0.0
+    if not _DURATION.fullmatch(text):
+        raise ValueError(f"invalid duration {text!r}")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+
+
+def parse_bool(text: str) -> bool:
+    """Go's strconv.ParseBool."""
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(text)
+
+
+def encode_json(body: Any, pretty: bool) -> bytes:
+    """Serialize like Go's encoding/json (compact), or indented for ?pretty."""
+    if pretty:
+        return (json.dumps(body, indent=4) + "\n").encode()
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def acl_named(resource: str, access: str) -> Callable[[Request], tuple[str, str, str]]:
+    """An ACL descriptor naming the path argument (a service, node or key)."""
+    return lambda request: (resource, access, request.arg)
+
+
+def acl_unnamed(resource: str, access: str) -> Callable[[Request], tuple[str, str, str]]:
+    """An ACL descriptor for list endpoints."""
+    return lambda request: (resource, access, "")

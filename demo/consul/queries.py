@@ -1,0 +1,115 @@
+"""Blocking reads as Consul answers them: ?index/?wait, consistency modes, ?filter, meta headers."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from demo.consul.bexpr import FilterError, compile_filter
+from demo.consul.protocol import Disconnect, HTTPError, Request, Response, parse_duration
+from demo.consul.raft import RaftState
+
+# Consul agent: a blocking query waits 5 minutes by default and at most 10.
+DEFAULT_WAIT_S = 300.0
+MAX_WAIT_S = 600.0
+
+Render = Callable[[], Any]
+Predicate = Callable[[Any], bool]
+
+
+@dataclass(frozen=True)
+class QueryOptions:
+    """Blocking and consistency options of a read."""
+
+    min_index: int
+    wait_s: float
+    consistency: str
+
+
+def query_options(request: Request) -> QueryOptions:
+    """Parse ?index, ?wait, ?stale and ?consistent as Consul does."""
+    wait_s = 0.0
+    if request.get("wait"):
+        try:
+            wait_s = parse_duration(request.get("wait"))
+        except ValueError:
+            raise HTTPError(400, "Invalid wait time") from None
+    min_index = 0
+    if request.get("index"):
+        if not request.get("index").isdigit():
+            raise HTTPError(400, "Invalid index")
+        min_index = int(request.get("index"))
+    stale, consistent = request.has("stale"), request.has("consistent")
+    if stale and consistent:
+        raise HTTPError(400, "Cannot specify ?stale with ?consistent, conflicting semantics.")
+    if wait_s <= 0:
+        wait_s = DEFAULT_WAIT_S
+    wait_s = min(wait_s, MAX_WAIT_S)
+    # Consul adds up to wait/16 of jitter so many watchers do not wake together.
+    wait_s += random.uniform(0, wait_s / 16)
+    consistency = "stale" if stale else "consistent" if consistent else "leader"
+    return QueryOptions(min_index, wait_s, consistency)
+
+
+def request_filter(request: Request) -> Predicate | None:
+    """The compiled ?filter= of a request, or None; a bad expression is a 400."""
+    if not request.get("filter"):
+        return None
+    try:
+        return compile_filter(request.get("filter"))
+    except FilterError as error:
+        raise HTTPError(400, f"Failed to create boolean expression evaluator: {error}") from None
+
+
+def required(value: str, message: str) -> str:
+    """A path argument that must not be empty (400 with Consul's message otherwise)."""
+    if not value:
+        raise HTTPError(400, message)
+    return value
+
+
+class BlockingReads:
+    """Answer reads that block until their endpoint's index passes ?index, or ?wait elapses."""
+
+    def __init__(self, raft: RaftState, is_live: Callable[[int], bool]) -> None:
+        self.raft = raft
+        self._is_live = is_live
+
+    def read(
+        self, request: Request, index: Callable[[], int], render: Render, filterable: bool = False
+    ) -> Response:
+        """Wait while index() <= ?index, then render under the same lock as the index."""
+        options = query_options(request)
+        predicate = request_filter(request) if filterable else None
+        with self.raft.lock:
+            if options.min_index:
+                self.wait(request, lambda: index() > options.min_index, options.wait_s)
+            else:
+                self.raft.housekeep()
+            self.ensure_live(request)
+            current = index()
+            result = render()
+        response = result if isinstance(result, Response) else Response(body=result)
+        if predicate is not None and isinstance(response.body, list):
+            response.body = [record for record in response.body if predicate(record)]
+        # Consul never answers index 0: a client would then spin on ?index=0.
+        response.headers.update(
+            {
+                "X-Consul-Index": str(max(current, 1)),
+                "X-Consul-KnownLeader": "true",
+                "X-Consul-LastContact": "0",
+                "X-Consul-Effective-Consistency": options.consistency,
+            }
+        )
+        return response
+
+    def wait(self, request: Request, ready: Callable[[], bool], timeout_s: float) -> None:
+        """Block (lock held) until ready(), the timeout, or the listener stopping."""
+        self.raft.wait_until(lambda: ready() or not self._is_live(request.epoch), timeout_s)
+
+    def ensure_live(self, request: Request) -> None:
+        """Drop the request if the listener stopped while it waited."""
+        if not self._is_live(request.epoch):
+            raise Disconnect
