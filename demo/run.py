@@ -31,7 +31,7 @@ def demo_config(workdir: Path, bind: str, consul_url: str | None) -> Config:
         store=StoreConfig(url=f"sqlite:///{workdir / 'quarterdeck-demo.db'}"),
         # The demo serves plain HTTP on loopback, where a Secure cookie would not be sent back.
         server=dataclasses.replace(ServerConfig(), bind=bind, cookie_secure=False),
-        consul=ConsulConfig(url=consul_url, token_env="QUARTERDECK_DEMO_CONSUL_TOKEN")
+        consul=ConsulConfig(url=consul_url, token_env="QUARTERDECK_DEMO_CONSUL_TOKEN")  # noqa: S106
         if consul_url
         else None,
         static_services=(

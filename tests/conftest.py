@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import waitress
+from waitress import wasyncore
 
 from app.auth.accounts import create_token, create_user
 from app.config import Config, ServerConfig, StoreConfig
@@ -168,9 +169,10 @@ class LiveServer:
         return self
 
     def stop(self) -> None:
-        # Worker threads first: they wake the server loop, which must still be open.
+        # Worker threads first: they wake the server loop, which must still be open. Then the
+        # loop closes every socket itself (from its own thread) and ends.
         self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
-        self.server.close()
+        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
         self.thread.join(timeout=5)
 
 

@@ -1,0 +1,497 @@
+"""Consul: the service catalog and instance health, watched with blocking queries.
+
+Uses py-consul (the maintained successor of python-consul; same `consul` import). Two long
+polls run in background threads: `/v1/catalog/services` (registrations) and
+`/v1/health/state/any` (every check in the datacenter). When either returns a new index, the
+collector works out which services changed and fetches only those with
+`/v1/health/service/<name>`. A quiet datacenter costs two idle HTTP requests per `wait_s`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import consul
+import requests
+
+from collectors.base import (
+    CatalogUpdate,
+    CheckRecord,
+    InstanceRecord,
+    ServiceRecord,
+    SourceUnavailable,
+)
+
+FETCH_WORKERS = 8
+# Consul: a blocking query may return early without a change; never loop faster than this.
+MIN_POLL_INTERVAL_S = 0.05
+MAINTENANCE_SERVICE_PREFIX = "_service_maintenance:"
+MAINTENANCE_NODE = "_node_maintenance"
+
+
+@dataclass
+class _Watch:
+    """The state of one long poll: its index, its latest result, its error."""
+
+    name: str
+    index: int = 0
+    data: Any = None
+    error: SourceUnavailable | None = None
+    changed: bool = False
+
+
+@dataclass
+class _Snapshot:
+    """What the collector last saw, to tell which services a new index touched."""
+
+    catalog: dict[str, list[str]] = field(default_factory=dict)
+    checks: dict[tuple[str, str], tuple] = field(default_factory=dict)
+    node_services: dict[str, set[str]] = field(default_factory=dict)
+    proxies_of: dict[str, set[str]] = field(default_factory=dict)
+    destination_of: dict[str, str] = field(default_factory=dict)
+
+
+class ConsulCollector:
+    """Read services, instances and checks from a Consul agent."""
+
+    kind = "consul"
+    blocking = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        datacenter: str = "",
+        verify: bool | str = True,
+        wait_s: int = 60,
+        clock: Callable[[], datetime],
+        name: str = "consul",
+    ) -> None:
+        parts = urlsplit(url)
+        self.name = name
+        self.url = url
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or (443 if parts.scheme == "https" else 8500)
+        self._scheme = parts.scheme or "http"
+        self._token = token or None
+        self._dc = datacenter or None
+        self._verify = verify
+        self.wait_s = max(1, wait_s)
+        self.clock = clock
+        # A healthy watch reports at least once per wait (plus Consul's jitter of wait/16).
+        self.stale_after_s = self.wait_s * 1.25 + 15
+        self._local = threading.local()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._watches: dict[str, _Watch] = {}
+        self._threads: list[threading.Thread] = []
+        self._snapshot: _Snapshot | None = None
+        self._generation = 0
+
+    @classmethod
+    def from_config(cls, config, *, clock: Callable[[], datetime]) -> ConsulCollector:
+        """Build the collector from the [consul] section."""
+        verify: bool | str = config.verify_tls
+        if config.verify_tls and config.ca_file:
+            verify = config.ca_file
+        return cls(
+            config.url,
+            token=os.environ.get(config.token_env) if config.token_env else None,
+            datacenter=config.datacenter,
+            verify=verify,
+            wait_s=config.wait_s,
+            clock=clock,
+        )
+
+    # -- client -----------------------------------------------------------------------------
+
+    def _client(self) -> consul.Consul:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = consul.Consul(
+                host=self._host,
+                port=self._port,
+                scheme=self._scheme,
+                dc=self._dc,
+                verify=self._verify,
+            )
+            # py-consul lets CONSUL_HTTP_TOKEN override the token argument; the config wins.
+            client.token = self._token
+            self._local.client = client
+        return client
+
+    def _call(self, what: str, fn: Callable[[consul.Consul], Any]) -> Any:
+        """Run one request, turning every way it can fail into SourceUnavailable."""
+        try:
+            return fn(self._client())
+        except consul.ACLPermissionDenied as exc:
+            raise SourceUnavailable(
+                f"Consul denied {what} (HTTP 403): check the ACL token's policy ({_short(exc)})",
+                config_error=True,
+            ) from exc
+        except consul.ACLDisabled as exc:
+            raise SourceUnavailable(
+                f"Consul refused {what} (HTTP 401): {_short(exc)}", config_error=True
+            ) from exc
+        except requests.exceptions.SSLError as exc:
+            raise SourceUnavailable(
+                f"TLS error talking to Consul at {self.url}: {_short(exc)}", config_error=True
+            ) from exc
+        except requests.exceptions.RequestException as exc:
+            raise SourceUnavailable(
+                f"cannot reach Consul at {self.url}: {type(exc).__name__}"
+            ) from exc
+        except consul.ConsulException as exc:
+            raise SourceUnavailable(f"Consul error on {what}: {_short(exc)}") from exc
+        except ValueError as exc:  # json.JSONDecodeError and bad index headers
+            raise SourceUnavailable(f"Consul sent a malformed answer to {what}: {exc}") from exc
+
+    def _fetch_catalog(self, index: int = 0, wait: str | None = None):
+        index_s, data = self._call(
+            "GET /v1/catalog/services",
+            lambda c: c.catalog.services(index=index or None, wait=wait),
+        )
+        if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+            raise SourceUnavailable("Consul sent an unexpected /v1/catalog/services answer")
+        return _index(index_s), {str(k): [str(t) for t in v] for k, v in data.items()}
+
+    def _fetch_checks(self, index: int = 0, wait: str | None = None):
+        index_s, data = self._call(
+            "GET /v1/health/state/any",
+            lambda c: c.health.state("any", index=index or None, wait=wait),
+        )
+        if not isinstance(data, list):
+            raise SourceUnavailable("Consul sent an unexpected /v1/health/state/any answer")
+        checks = {}
+        for item in data:
+            try:
+                checks[(item["Node"], item["CheckID"])] = (
+                    item["Status"],
+                    item.get("Output") or "",
+                    item.get("ServiceName") or "",
+                    item.get("Notes") or "",
+                )
+            except (KeyError, TypeError) as exc:
+                raise SourceUnavailable(
+                    f"Consul sent a check without {exc} in /v1/health/state/any"
+                ) from exc
+        return _index(index_s), checks
+
+    def _fetch_service(self, name: str) -> tuple[str, list[dict] | None]:
+        _index_s, entries = self._call(
+            f"GET /v1/health/service/{name}", lambda c: c.health.service(name)
+        )
+        if entries is not None and not isinstance(entries, list):
+            raise SourceUnavailable(f"Consul sent an unexpected answer for service {name!r}")
+        return name, entries
+
+    # -- collection -------------------------------------------------------------------------
+
+    def collect(self) -> list[CatalogUpdate]:
+        """Return a full catalog on the first call, then block until something changes."""
+        if self._snapshot is None:
+            return [self._full_pass()]
+        with self._cond:
+            if not self._pending() and not self._stop.is_set():
+                self._cond.wait(self.wait_s + self.wait_s / 16 + 5)
+            errors = [w.error for w in self._watches.values() if w.error is not None]
+            if errors:
+                # Start over from a full pass once Consul answers again.
+                self._reset()
+                raise errors[0]
+            catalog_watch = self._watches["catalog"]
+            checks_watch = self._watches["checks"]
+            new_catalog = catalog_watch.data if catalog_watch.changed else None
+            new_checks = checks_watch.data if checks_watch.changed else None
+            catalog_watch.changed = checks_watch.changed = False
+        if new_catalog is None and new_checks is None:
+            return []
+        return [self._incremental_pass(new_catalog, new_checks)]
+
+    def _pending(self) -> bool:
+        return any(w.changed or w.error is not None for w in self._watches.values())
+
+    def _full_pass(self) -> CatalogUpdate:
+        catalog_index, catalog = self._fetch_catalog()
+        checks_index, checks = self._fetch_checks()
+        observed_at = self.clock()
+        entries = self._fetch_many(catalog)
+        snapshot = _Snapshot(catalog=catalog, checks=checks)
+        records = self._records(entries, snapshot)
+        self._snapshot = snapshot
+        self._start_watches(catalog_index, checks_index)
+        return CatalogUpdate(observed_at=observed_at, services=records, complete=True)
+
+    def _incremental_pass(self, catalog: dict | None, checks: dict | None) -> CatalogUpdate:
+        snapshot = self._snapshot
+        assert snapshot is not None
+        observed_at = self.clock()
+        names: set[str] = set()
+        removed: set[str] = set()
+        if catalog is not None:
+            old = snapshot.catalog
+            removed = set(old) - set(catalog)
+            names |= {n for n in catalog if n not in old or sorted(old[n]) != sorted(catalog[n])}
+            snapshot.catalog = catalog
+        if checks is not None:
+            names |= self._services_touched_by(snapshot, checks)
+            snapshot.checks = checks
+        if catalog is not None and not names and not removed:
+            # A registration changed (an address, a port, a check-less instance) without
+            # changing any tag or check: Consul's index does not say which service, so look
+            # at them all.
+            names = set(snapshot.catalog)
+        names = self._with_related(snapshot, names) - removed
+        entries = self._fetch_many({n: snapshot.catalog.get(n, []) for n in names})
+        gone_now = {name for name, found in entries.items() if found is None}
+        records = self._records({n: e for n, e in entries.items() if e is not None}, snapshot)
+        return CatalogUpdate(
+            observed_at=observed_at,
+            services=records,
+            complete=False,
+            removed=tuple(sorted(removed | gone_now)),
+        )
+
+    def _services_touched_by(self, snapshot: _Snapshot, checks: dict) -> set[str]:
+        names: set[str] = set()
+        old = snapshot.checks
+        for key in set(old) | set(checks):
+            if old.get(key) != checks.get(key):
+                node = key[0]
+                service = (checks.get(key) or old.get(key))[2]
+                if service:
+                    names.add(service)
+                else:  # a node check (serfHealth, node maintenance) touches every service there
+                    names |= snapshot.node_services.get(node, set())
+        return names
+
+    def _with_related(self, snapshot: _Snapshot, names: set[str]) -> set[str]:
+        """Add sidecar proxies and the services they front, whose upstreams travel together."""
+        related = set(names)
+        for name in names:
+            related |= snapshot.proxies_of.get(name, set())
+            if name in snapshot.destination_of:
+                related.add(snapshot.destination_of[name])
+        return {n for n in related if n in snapshot.catalog}
+
+    def _fetch_many(self, catalog: dict[str, list[str]]) -> dict[str, list[dict] | None]:
+        names = sorted(catalog)
+        if len(names) <= 1:
+            return dict(self._fetch_service(n) for n in names)
+        with ThreadPoolExecutor(max_workers=FETCH_WORKERS, thread_name_prefix="consul") as pool:
+            return dict(pool.map(self._fetch_service, names))
+
+    def _records(self, entries: dict[str, list[dict]], snapshot: _Snapshot) -> list[ServiceRecord]:
+        """Turn health entries into records, and remember nodes and proxies for later diffs."""
+        parsed: dict[str, tuple[list[InstanceRecord], dict]] = {}
+        for name, items in entries.items():
+            instances = []
+            info: dict = {"kind": "", "upstreams": set(), "destination": ""}
+            for item in items:
+                instance, service = _instance(name, item)
+                instances.append(instance)
+                info["kind"] = service.get("Kind") or info["kind"]
+                proxy = service.get("Proxy") or {}
+                if service.get("Kind") == "connect-proxy":
+                    info["destination"] = proxy.get("DestinationServiceName") or ""
+                    info["upstreams"] |= _upstream_names(proxy)
+            parsed[name] = (instances, info)
+            for node_services in snapshot.node_services.values():
+                node_services.discard(name)
+            for instance in instances:
+                snapshot.node_services.setdefault(instance.node, set()).add(name)
+            old_destination = snapshot.destination_of.pop(name, None)
+            if old_destination:
+                snapshot.proxies_of.get(old_destination, set()).discard(name)
+            if info["destination"]:
+                snapshot.destination_of[name] = info["destination"]
+                snapshot.proxies_of.setdefault(info["destination"], set()).add(name)
+        records = []
+        for name, (instances, info) in parsed.items():
+            upstreams: set[str] = set()
+            for proxy in snapshot.proxies_of.get(name, set()):
+                if proxy in parsed:
+                    upstreams |= parsed[proxy][1]["upstreams"]
+            meta = _service_meta(instances)
+            if info["destination"]:
+                meta = {**meta, "connect_destination": info["destination"]}
+            records.append(
+                ServiceRecord(
+                    name=name,
+                    tags=tuple(sorted({t for i in instances for t in i.tags})),
+                    meta=meta,
+                    kind=info["kind"],
+                    instances=tuple(instances),
+                    upstreams=tuple(sorted(upstreams)),
+                )
+            )
+        return records
+
+    # -- watches ----------------------------------------------------------------------------
+
+    def _start_watches(self, catalog_index: int, checks_index: int) -> None:
+        self._generation += 1
+        generation = self._generation
+        with self._cond:
+            self._watches = {
+                "catalog": _Watch("catalog", index=catalog_index),
+                "checks": _Watch("checks", index=checks_index),
+            }
+        for watch, fetch in (
+            (self._watches["catalog"], self._fetch_catalog),
+            (self._watches["checks"], self._fetch_checks),
+        ):
+            thread = threading.Thread(
+                target=self._run_watch,
+                args=(watch, fetch, generation),
+                name=f"consul-watch-{watch.name}",
+                daemon=True,
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def _run_watch(self, watch: _Watch, fetch, generation: int) -> None:
+        """Long-poll one endpoint until the collector stops or starts over."""
+        wait = f"{self.wait_s}s"
+        while not self._stop.is_set() and generation == self._generation:
+            started = time.monotonic()
+            try:
+                index, data = fetch(watch.index, wait)
+            except SourceUnavailable as exc:
+                with self._cond:
+                    if generation == self._generation:
+                        watch.error = exc
+                        self._cond.notify_all()
+                return
+            with self._cond:
+                if generation != self._generation:
+                    return
+                if index < watch.index:
+                    # Consul: an index that goes backwards means start over from 0.
+                    watch.index = 0
+                elif index != watch.index:
+                    watch.index = max(index, 1)
+                    watch.data = data
+                    watch.changed = True
+                    self._cond.notify_all()
+            elapsed = time.monotonic() - started
+            if elapsed < MIN_POLL_INTERVAL_S:
+                self._stop.wait(MIN_POLL_INTERVAL_S - elapsed + random.uniform(0, 0.05))
+
+    def _reset(self) -> None:
+        self._generation += 1
+        self._watches = {}
+        self._snapshot = None
+        self._threads = [t for t in self._threads if t.is_alive()]
+
+    def close(self) -> None:
+        """Stop the watches and wake a waiting collect()."""
+        self._stop.set()
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+
+def _index(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise SourceUnavailable(f"Consul sent no usable X-Consul-Index ({value!r})") from exc
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+def _instance(name: str, item: Any) -> tuple[InstanceRecord, dict]:
+    """Parse one /v1/health/service entry."""
+    try:
+        node = item["Node"]
+        service = item["Service"]
+        node_name = str(node["Node"])
+        service_id = str(service["ID"])
+        checks = item.get("Checks") or []
+    except (KeyError, TypeError) as exc:
+        raise SourceUnavailable(f"Consul sent an entry without {exc} for service {name!r}") from exc
+    tags = tuple(str(t) for t in (service.get("Tags") or []))
+    meta = {str(k): str(v) for k, v in (service.get("Meta") or {}).items()}
+    try:
+        check_records = tuple(_check(c) for c in checks)
+        port = int(service.get("Port") or 0)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SourceUnavailable(f"Consul sent a malformed check or port for {name!r}") from exc
+    return (
+        InstanceRecord(
+            id=service_id,
+            node=node_name,
+            address=str(service.get("Address") or node.get("Address") or ""),
+            port=port,
+            tags=tags,
+            meta=meta,
+            version=_version(meta, tags),
+            checks=check_records,
+        ),
+        service,
+    )
+
+
+def _check(item: dict) -> CheckRecord:
+    check_id = str(item["CheckID"])
+    if check_id.startswith(MAINTENANCE_SERVICE_PREFIX) or check_id == MAINTENANCE_NODE:
+        kind = "maintenance"
+    elif not item.get("ServiceID"):
+        kind = "node"
+    else:
+        kind = "service"
+    return CheckRecord(
+        check_id=check_id,
+        name=str(item.get("Name") or check_id),
+        status=str(item["Status"]),
+        output=str(item.get("Output") or ""),
+        notes=str(item.get("Notes") or ""),
+        kind=kind,
+    )
+
+
+def _version(meta: dict[str, str], tags: Iterable[str]) -> str | None:
+    """Consul convention: `Meta.version`, else a `version=` tag."""
+    if meta.get("version"):
+        return meta["version"]
+    for tag in tags:
+        if tag.startswith("version="):
+            return tag.split("=", 1)[1] or None
+    return None
+
+
+def _upstream_names(proxy: dict) -> set[str]:
+    names = set()
+    for upstream in proxy.get("Upstreams") or []:
+        if not isinstance(upstream, dict):
+            continue
+        kind = upstream.get("DestinationType") or "service"
+        if kind == "service" and upstream.get("DestinationName"):
+            names.add(str(upstream["DestinationName"]))
+    return names
+
+
+def _service_meta(instances: list[InstanceRecord]) -> dict[str, str]:
+    """Service-level meta: keys every instance agrees on (owner, docs, runbook ...)."""
+    if not instances:
+        return {}
+    common = dict(instances[0].meta)
+    for instance in instances[1:]:
+        for key in list(common):
+            if instance.meta.get(key) != common[key]:
+                del common[key]
+    return common
