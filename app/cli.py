@@ -173,7 +173,20 @@ def _serve(config: Config, args) -> int:
     if args.bind:
         config = config.replace(server=_with_bind(config, args.bind))
     qd = _open(config, migrate=_store_is_empty(config))
+    _warn_without_users(qd)
     return _run_server(qd, dev=args.dev)
+
+
+def _warn_without_users(qd) -> None:
+    from sqlalchemy import func, select
+
+    from app.models import User
+
+    with qd.store.session() as db:
+        if not db.scalar(select(func.count()).select_from(User)):
+            log.warning(
+                "no users yet: create the first admin with `quarterdeck user add NAME --role admin`"
+            )
 
 
 def _store_is_empty(config: Config) -> bool:
