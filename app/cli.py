@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    # APScheduler logs every job run at INFO: one line per source every interval.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     if args.command is None:
         parser.print_help()
         return 2

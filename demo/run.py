@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 
 DEMO_ADMIN = "admin"
 BANNER = (
-    "Demo: the Consul agent here is simulated (an in-process double of its HTTP API) and "
-    "the store is a throw-away SQLite file. Against a real fleet only the config changes."
+    "Demo: the Consul agent here is simulated (an in-process double of its HTTP API, with "
+    "made-up incidents every half minute or so) and the store is a throw-away SQLite file. "
+    "Against a real fleet only the config changes."
 )
 
 
@@ -51,11 +52,13 @@ def run_demo(bind: str) -> int:
     from app.cli import _open, _run_server
     from demo.consul import ConsulDouble
     from demo.fleet_seed import seed_demo_fleet
+    from demo.weather import DemoWeather
 
     workdir = Path(tempfile.mkdtemp(prefix="quarterdeck-demo-"))
     consul = ConsulDouble()
-    seed_demo_fleet(consul)
+    instances = seed_demo_fleet(consul)
     consul.start()
+    weather = DemoWeather(consul, instances).start()
     config = demo_config(workdir, bind, consul.url)
     qd = _open(config, migrate=True)
     password = secrets.token_urlsafe(12)
@@ -72,4 +75,5 @@ def run_demo(bind: str) -> int:
     try:
         return _run_server(qd, banner=BANNER)
     finally:
+        weather.stop()
         consul.stop()
