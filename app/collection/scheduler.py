@@ -11,6 +11,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from app.collection.registry import configured_sources
 from app.collection.runner import run_pass
 from app.context import Quarterdeck
+from app.store.retention import prune
 from collectors.base import Collector
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,24 @@ class CollectionService:
                 misfire_grace_time=interval,
                 next_run_time=self.qd.clock(),
             )
+        self.scheduler.add_job(
+            self._prune,
+            "interval",
+            hours=1,
+            id="retention",
+            name="retention",
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=self.qd.clock(),
+        )
         self.scheduler.start()
+
+    def _prune(self) -> None:
+        with self.qd.store.session() as db:
+            removed = prune(db, self.qd.config.retention, self.qd.clock())
+        if any(removed.values()):
+            log.info("retention removed %s", removed)
 
     def _watch(self, collector: Collector) -> None:
         """Run blocking passes back to back; back off with jitter while the source fails."""
