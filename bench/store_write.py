@@ -206,7 +206,8 @@ def bare_samples(store: Store, rows: list[SampleRow]) -> float:
         raw.close()
 
 
-def run(url: str, label: str, n_instances: int, n_samples: int) -> dict:
+def measure_once(url: str, n_instances: int, n_samples: int) -> dict[str, float]:
+    """One round on a fresh, migrated database: seconds for each part."""
     migrate.upgrade(url)
     store = Store(url)
     try:
@@ -217,8 +218,24 @@ def run(url: str, label: str, n_instances: int, n_samples: int) -> dict:
         bare_s = bare_samples(store, rows)
     finally:
         store.dispose()
+    return {
+        "insert": insert_s,
+        "update": update_s,
+        "bare_c": bare_c,
+        "ours_s": ours_s,
+        "bare_s": bare_s,
+    }
+
+
+def run(fresh_url, label: str, n_instances: int, n_samples: int, repeat: int) -> dict:
+    """Best of `repeat` rounds for each figure (the machine's other load only ever slows)."""
+    rounds = [measure_once(fresh_url(), n_instances, n_samples) for _ in range(repeat)]
+    best = {k: min(r[k] for r in rounds) for k in rounds[0]}
+    insert_s, update_s, bare_c = best["insert"], best["update"], best["bare_c"]
+    ours_s, bare_s = best["ours_s"], best["bare_s"]
     result = {
         "store": label,
+        "repeat": repeat,
         "instances": n_instances,
         "catalog_insert_rows_s": round(n_instances / insert_s),
         "catalog_update_rows_s": round(n_instances / update_s),
@@ -231,40 +248,56 @@ def run(url: str, label: str, n_instances: int, n_samples: int) -> dict:
         "samples_ratio": round(bare_s / ours_s, 2),
     }
     print(
-        f"{label:<10} catalog upsert: insert {result['catalog_insert_rows_s']:>8} inst/s "
-        f"(ratio {result['catalog_insert_ratio']}), update {result['catalog_update_rows_s']:>8} inst/s "
-        f"(ratio {result['catalog_update_ratio']}), bare executemany {result['catalog_bare_rows_s']:>8} inst/s"
+        f"{label:<10} catalog, first pass (insert): {result['catalog_insert_rows_s']:>7} inst/s, "
+        f"ratio {result['catalog_insert_ratio']} to bare executemany "
+        f"({result['catalog_bare_rows_s']} inst/s; goal >= 0.5)"
     )
     print(
-        f"{label:<10} samples: {result['samples_rows_s']:>8} rows/s, bare executemany "
-        f"{result['samples_bare_rows_s']:>8} rows/s, ratio {result['samples_ratio']} (goal >= 0.5)"
+        f"{label:<10} catalog, every instance changes state: {result['catalog_update_rows_s']:>7} "
+        f"inst/s, ratio {result['catalog_update_ratio']} to the bare insert"
+    )
+    print(
+        f"{label:<10} samples: {result['samples_rows_s']:>7} rows/s, ratio "
+        f"{result['samples_ratio']} to bare executemany ({result['samples_bare_rows_s']} rows/s; "
+        "goal >= 0.5)"
     )
     return result
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--postgres", help="URL of an empty PostgreSQL database")
+    parser.add_argument("--postgres", help="URL of a PostgreSQL server's admin database")
     parser.add_argument("--instances", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; the best is kept")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        results.append(run(f"sqlite:///{tmp}/bench.db", "sqlite", args.instances, args.samples))
-        if args.postgres:
-            results.append(run(args.postgres, "postgresql", args.instances, args.samples))
-        else:
-            from tests.fixtures.postgres import running_postgres
+        counter = iter(range(1_000_000))
+        sqlite_url = lambda: f"sqlite:///{tmp}/bench-{next(counter)}.db"  # noqa: E731
+        results.append(run(sqlite_url, "sqlite", args.instances, args.samples, args.repeat))
+        from tests.fixtures.postgres import PostgresServer, running_postgres
 
+        if args.postgres:
+            from sqlalchemy.engine import make_url
+
+            server = PostgresServer(make_url(args.postgres))
+            pg = run(
+                server.create_database, "postgresql", args.instances, args.samples, args.repeat
+            )
+            results.append(pg)
+            server.drop_created_databases()
+        else:
             workdir = Path(tmp) / "pg"
             workdir.mkdir()
             Path(tmp).chmod(0o755)  # the unprivileged PostgreSQL user must reach its folder
             with running_postgres(workdir) as base:
-                from tests.fixtures.postgres import PostgresServer
-
-                url = PostgresServer(base).create_database("bench")
-                results.append(run(url, "postgresql", args.instances, args.samples))
+                server = PostgresServer(base)
+                pg = run(
+                    server.create_database, "postgresql", args.instances, args.samples, args.repeat
+                )
+                results.append(pg)
     if args.json:
         print(json.dumps(results, indent=2))
     return 0
