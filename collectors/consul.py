@@ -1,10 +1,12 @@
 """Consul: the service catalog and instance health, watched with blocking queries.
 
-Uses py-consul (the maintained successor of python-consul; same `consul` import). Two long
-polls run in background threads: `/v1/catalog/services` (registrations) and
+Two long polls run in background threads: `/v1/catalog/services` (registrations) and
 `/v1/health/state/any` (every check in the datacenter). When either returns a new index, the
 collector works out which services changed and fetches only those with
 `/v1/health/service/<name>`. A quiet datacenter costs two idle HTTP requests per `wait_s`.
+
+The client is py-consul, the maintained successor of python-consul (unmaintained since 2018);
+it installs the same `consul` import, so never install both.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -47,6 +49,7 @@ class _Watch:
     data: Any = None
     error: SourceUnavailable | None = None
     changed: bool = False
+    answers: int = 0
 
 
 @dataclass
@@ -55,6 +58,8 @@ class _Snapshot:
 
     catalog: dict[str, list[str]] = field(default_factory=dict)
     checks: dict[tuple[str, str], tuple] = field(default_factory=dict)
+    catalog_index: int = 0
+    checks_index: int = 0
     node_services: dict[str, set[str]] = field(default_factory=dict)
     proxies_of: dict[str, set[str]] = field(default_factory=dict)
     destination_of: dict[str, str] = field(default_factory=dict)
@@ -91,6 +96,9 @@ class ConsulCollector:
         # A healthy watch reports at least once per wait (plus Consul's jitter of wait/16).
         self.stale_after_s = self.wait_s * 1.25 + 15
         self._local = threading.local()
+        self._clients: set[consul.Consul] = set()
+        self._clients_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._watches: dict[str, _Watch] = {}
@@ -116,6 +124,7 @@ class ConsulCollector:
     # -- client -----------------------------------------------------------------------------
 
     def _client(self) -> consul.Consul:
+        """This thread's client: requests sessions are not safe to share between threads."""
         client = getattr(self._local, "client", None)
         if client is None:
             client = consul.Consul(
@@ -128,7 +137,17 @@ class ConsulCollector:
             # py-consul lets CONSUL_HTTP_TOKEN override the token argument; the config wins.
             client.token = self._token
             self._local.client = client
+            with self._clients_lock:
+                self._clients.add(client)
         return client
+
+    def _close_thread_client(self) -> None:
+        client = getattr(self._local, "client", None)
+        if client is not None:
+            self._local.client = None
+            with self._clients_lock:
+                self._clients.discard(client)
+            client.http.session.close()
 
     def _call(self, what: str, fn: Callable[[consul.Consul], Any]) -> Any:
         """Run one request, turning every way it can fail into SourceUnavailable."""
@@ -152,6 +171,11 @@ class ConsulCollector:
                 f"cannot reach Consul at {self.url}: {type(exc).__name__}"
             ) from exc
         except consul.ConsulException as exc:
+            if isinstance(exc.__cause__, (ValueError, TypeError, KeyError)):
+                # py-consul wraps a body it cannot decode in a ConsulException.
+                raise SourceUnavailable(
+                    f"Consul sent a malformed answer to {what}: {exc.__cause__}"
+                ) from exc
             raise SourceUnavailable(f"Consul error on {what}: {_short(exc)}") from exc
         except ValueError as exc:  # json.JSONDecodeError and bad index headers
             raise SourceUnavailable(f"Consul sent a malformed answer to {what}: {exc}") from exc
@@ -198,38 +222,66 @@ class ConsulCollector:
     # -- collection -------------------------------------------------------------------------
 
     def collect(self) -> list[CatalogUpdate]:
-        """Return a full catalog on the first call, then block until something changes."""
-        if self._snapshot is None:
-            return [self._full_pass()]
+        """Return a full catalog on the first call, then block until something changes.
+
+        A later call returns `[]` once both watches have answered without a change (about
+        `wait_s`), so a success means Consul was heard from just now.
+        """
+        try:
+            if self._snapshot is None:
+                return [self._full_pass()]
+            changed = self._wait_for_change()
+            if changed is None:
+                return []
+            try:
+                return [self._incremental_pass(*changed)]
+            except Exception:
+                # The snapshot may already hold what was not written: start over.
+                with self._cond:
+                    self._reset()
+                raise
+        finally:
+            if self._stop.is_set():
+                self._close_thread_client()
+
+    def _wait_for_change(self) -> tuple[dict | None, dict | None] | None:
+        """Block until a watch sees a new index (its data), or both answer unchanged (None)."""
+        if self._stop.is_set():
+            return None
+        if not self._watches:
+            self._start_watches()
         with self._cond:
-            if not self._pending() and not self._stop.is_set():
-                self._cond.wait(self.wait_s + self.wait_s / 16 + 5)
-            errors = [w.error for w in self._watches.values() if w.error is not None]
-            if errors:
-                # Start over from a full pass once Consul answers again.
-                self._reset()
-                raise errors[0]
+            answered = {name: w.answers for name, w in self._watches.items()}
+            while not self._stop.is_set():
+                errors = [w.error for w in self._watches.values() if w.error is not None]
+                if errors:
+                    # Start over from a full pass once Consul answers again.
+                    self._reset()
+                    raise errors[0]
+                if any(w.changed for w in self._watches.values()):
+                    break
+                if all(w.answers > answered[n] for n, w in self._watches.items()):
+                    return None
+                self._cond.wait(self.wait_s)
+            else:
+                return None
             catalog_watch = self._watches["catalog"]
             checks_watch = self._watches["checks"]
             new_catalog = catalog_watch.data if catalog_watch.changed else None
             new_checks = checks_watch.data if checks_watch.changed else None
             catalog_watch.changed = checks_watch.changed = False
-        if new_catalog is None and new_checks is None:
-            return []
-        return [self._incremental_pass(new_catalog, new_checks)]
-
-    def _pending(self) -> bool:
-        return any(w.changed or w.error is not None for w in self._watches.values())
+        return new_catalog, new_checks
 
     def _full_pass(self) -> CatalogUpdate:
         catalog_index, catalog = self._fetch_catalog()
         checks_index, checks = self._fetch_checks()
         observed_at = self.clock()
-        entries = self._fetch_many(catalog)
-        snapshot = _Snapshot(catalog=catalog, checks=checks)
-        records = self._records(entries, snapshot)
+        entries = self._fetch_many(sorted(catalog))
+        snapshot = _Snapshot(
+            catalog=catalog, checks=checks, catalog_index=catalog_index, checks_index=checks_index
+        )
+        records = self._records({n: e for n, e in entries.items() if e is not None}, snapshot)
         self._snapshot = snapshot
-        self._start_watches(catalog_index, checks_index)
         return CatalogUpdate(observed_at=observed_at, services=records, complete=True)
 
     def _incremental_pass(self, catalog: dict | None, checks: dict | None) -> CatalogUpdate:
@@ -238,21 +290,34 @@ class ConsulCollector:
         observed_at = self.clock()
         names: set[str] = set()
         removed: set[str] = set()
+        registrations_explained = False
+        if checks is not None:
+            touched, registered = self._services_touched_by(snapshot, checks)
+            names |= touched
+            registrations_explained = bool(registered)
+            snapshot.checks = checks
         if catalog is not None:
             old = snapshot.catalog
             removed = set(old) - set(catalog)
-            names |= {n for n in catalog if n not in old or sorted(old[n]) != sorted(catalog[n])}
+            listed = {n for n in catalog if n not in old or sorted(old[n]) != sorted(catalog[n])}
+            if not listed and not removed and not registrations_explained:
+                # A registration changed (an address, a port, a check-less instance) without
+                # changing a tag or a check: the index does not say which, so look at all.
+                listed = set(catalog)
+            names |= listed
             snapshot.catalog = catalog
-        if checks is not None:
-            names |= self._services_touched_by(snapshot, checks)
-            snapshot.checks = checks
-        if catalog is not None and not names and not removed:
-            # A registration changed (an address, a port, a check-less instance) without
-            # changing any tag or check: Consul's index does not say which service, so look
-            # at them all.
-            names = set(snapshot.catalog)
-        names = self._with_related(snapshot, names) - removed
-        entries = self._fetch_many({n: snapshot.catalog.get(n, []) for n in names})
+        # A proxy that left takes its upstreams from the service it fronted.
+        names |= {snapshot.destination_of[n] for n in removed if n in snapshot.destination_of}
+        self._forget(snapshot, removed)
+        entries = self._fetch_many(sorted(self._with_related(snapshot, names)))
+        # A new proxy names a destination the snapshot did not know: its upstreams change too.
+        destinations = {
+            dest
+            for items in entries.values()
+            for dest in _proxy_destinations(items)
+            if dest not in entries and dest in snapshot.catalog
+        }
+        entries.update(self._fetch_many(sorted(destinations)))
         gone_now = {name for name, found in entries.items() if found is None}
         records = self._records({n: e for n, e in entries.items() if e is not None}, snapshot)
         return CatalogUpdate(
@@ -262,8 +327,10 @@ class ConsulCollector:
             removed=tuple(sorted(removed | gone_now)),
         )
 
-    def _services_touched_by(self, snapshot: _Snapshot, checks: dict) -> set[str]:
+    def _services_touched_by(self, snapshot: _Snapshot, checks: dict) -> tuple[set[str], set[str]]:
+        """Name the services whose checks changed, and those whose checks came or went."""
         names: set[str] = set()
+        registered: set[str] = set()
         old = snapshot.checks
         for key in set(old) | set(checks):
             if old.get(key) != checks.get(key):
@@ -271,9 +338,11 @@ class ConsulCollector:
                 service = (checks.get(key) or old.get(key))[2]
                 if service:
                     names.add(service)
+                    if key not in old or key not in checks:
+                        registered.add(service)
                 else:  # a node check (serfHealth, node maintenance) touches every service there
                     names |= snapshot.node_services.get(node, set())
-        return names
+        return names, registered
 
     def _with_related(self, snapshot: _Snapshot, names: set[str]) -> set[str]:
         """Add sidecar proxies and the services they front, whose upstreams travel together."""
@@ -284,12 +353,28 @@ class ConsulCollector:
                 related.add(snapshot.destination_of[name])
         return {n for n in related if n in snapshot.catalog}
 
-    def _fetch_many(self, catalog: dict[str, list[str]]) -> dict[str, list[dict] | None]:
-        names = sorted(catalog)
+    @staticmethod
+    def _forget(snapshot: _Snapshot, names: set[str]) -> None:
+        for name in names:
+            for node_services in snapshot.node_services.values():
+                node_services.discard(name)
+            destination = snapshot.destination_of.pop(name, None)
+            if destination:
+                snapshot.proxies_of.get(destination, set()).discard(name)
+
+    def _fetch_many(self, names: list[str]) -> dict[str, list[dict] | None]:
         if len(names) <= 1:
             return dict(self._fetch_service(n) for n in names)
-        with ThreadPoolExecutor(max_workers=FETCH_WORKERS, thread_name_prefix="consul") as pool:
-            return dict(pool.map(self._fetch_service, names))
+        if self._stop.is_set():
+            raise SourceUnavailable("the Consul collector was closed")
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                max_workers=FETCH_WORKERS, thread_name_prefix=f"{self.name}-fetch"
+            )
+        try:
+            return dict(self._pool.map(self._fetch_service, names))
+        except CancelledError as exc:  # close() ran while this pass was fetching
+            raise SourceUnavailable("the Consul collector was closed") from exc
 
     def _records(self, entries: dict[str, list[dict]], snapshot: _Snapshot) -> list[ServiceRecord]:
         """Turn health entries into records, and remember nodes and proxies for later diffs."""
@@ -306,13 +391,10 @@ class ConsulCollector:
                     info["destination"] = proxy.get("DestinationServiceName") or ""
                     info["upstreams"] |= _upstream_names(proxy)
             parsed[name] = (instances, info)
-            for node_services in snapshot.node_services.values():
-                node_services.discard(name)
+        for name, (instances, info) in parsed.items():
+            self._forget(snapshot, {name})
             for instance in instances:
                 snapshot.node_services.setdefault(instance.node, set()).add(name)
-            old_destination = snapshot.destination_of.pop(name, None)
-            if old_destination:
-                snapshot.proxies_of.get(old_destination, set()).discard(name)
             if info["destination"]:
                 snapshot.destination_of[name] = info["destination"]
                 snapshot.proxies_of.setdefault(info["destination"], set()).add(name)
@@ -339,13 +421,17 @@ class ConsulCollector:
 
     # -- watches ----------------------------------------------------------------------------
 
-    def _start_watches(self, catalog_index: int, checks_index: int) -> None:
-        self._generation += 1
-        generation = self._generation
+    def _start_watches(self) -> None:
+        """Long-poll from the indexes of the last full pass, so no change in between is lost."""
+        snapshot = self._snapshot
+        assert snapshot is not None
         with self._cond:
+            self._generation += 1
+            generation = self._generation
+            self._threads = [t for t in self._threads if t.is_alive()]
             self._watches = {
-                "catalog": _Watch("catalog", index=catalog_index),
-                "checks": _Watch("checks", index=checks_index),
+                "catalog": _Watch("catalog", index=snapshot.catalog_index),
+                "checks": _Watch("checks", index=snapshot.checks_index),
             }
         for watch, fetch in (
             (self._watches["catalog"], self._fetch_catalog),
@@ -354,7 +440,7 @@ class ConsulCollector:
             thread = threading.Thread(
                 target=self._run_watch,
                 args=(watch, fetch, generation),
-                name=f"consul-watch-{watch.name}",
+                name=f"{self.name}-watch-{watch.name}",
                 daemon=True,
             )
             self._threads.append(thread)
@@ -362,6 +448,12 @@ class ConsulCollector:
 
     def _run_watch(self, watch: _Watch, fetch, generation: int) -> None:
         """Long-poll one endpoint until the collector stops or starts over."""
+        try:
+            self._poll(watch, fetch, generation)
+        finally:
+            self._close_thread_client()
+
+    def _poll(self, watch: _Watch, fetch, generation: int) -> None:
         wait = f"{self.wait_s}s"
         while not self._stop.is_set() and generation == self._generation:
             started = time.monotonic()
@@ -376,30 +468,51 @@ class ConsulCollector:
             with self._cond:
                 if generation != self._generation:
                     return
+                watch.answers += 1
                 if index < watch.index:
                     # Consul: an index that goes backwards means start over from 0.
                     watch.index = 0
                 elif index != watch.index:
+                    # Consul: keep the index at 1 or more (0 would not block).
                     watch.index = max(index, 1)
                     watch.data = data
                     watch.changed = True
-                    self._cond.notify_all()
+                self._cond.notify_all()
             elapsed = time.monotonic() - started
             if elapsed < MIN_POLL_INTERVAL_S:
                 self._stop.wait(MIN_POLL_INTERVAL_S - elapsed + random.uniform(0, 0.05))
 
     def _reset(self) -> None:
+        """Forget the watches and the snapshot (call with the lock held)."""
         self._generation += 1
         self._watches = {}
         self._snapshot = None
         self._threads = [t for t in self._threads if t.is_alive()]
 
-    def close(self) -> None:
-        """Stop the watches and wake a waiting collect()."""
+    def close(self, timeout: float = 0.0) -> None:
+        """Stop the watches, wake a waiting collect() and close idle connections.
+
+        A watch ends when its long poll returns (at most `wait_s` and Consul's jitter, or at
+        once if Consul drops the connection); wait up to `timeout` seconds for that.
+        """
         self._stop.set()
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._clients_lock:
+            clients = list(self._clients)
+        for client in clients:
+            client.http.session.close()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    @property
+    def watching(self) -> bool:
+        """Whether a watch thread is still running."""
+        return any(t.is_alive() for t in self._threads)
 
 
 def _index(value: Any) -> int:
@@ -472,6 +585,18 @@ def _version(meta: dict[str, str], tags: Iterable[str]) -> str | None:
         if tag.startswith("version="):
             return tag.split("=", 1)[1] or None
     return None
+
+
+def _proxy_destinations(items: list[dict] | None) -> set[str]:
+    """The services the connect-proxy instances in health entries front."""
+    names = set()
+    for item in items or []:
+        service = item.get("Service") if isinstance(item, dict) else None
+        if isinstance(service, dict) and service.get("Kind") == "connect-proxy":
+            destination = (service.get("Proxy") or {}).get("DestinationServiceName")
+            if destination:
+                names.add(str(destination))
+    return names
 
 
 def _upstream_names(proxy: dict) -> set[str]:

@@ -1,0 +1,83 @@
+"""A node check or node maintenance changes every service on that node, and only those."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.collection.runner import run_pass
+
+NODE_C = {
+    "orders": "orders-3",
+    "payments": "payments-2",
+    "inventory": "inventory-2",
+    "push": "push-3",
+}
+NODE_B = {"gateway": "gateway-2", "orders": "orders-2", "payments": "payments-1", "push": "push-2"}
+
+
+@pytest.fixture
+def collected(fleet, consul_qd, make_collector, make_api):
+    """A collector after its full pass, and the API of the same store."""
+    collector = make_collector(consul_qd)
+    assert run_pass(consul_qd, collector).ok
+    return consul_qd, collector, make_api(consul_qd)
+
+
+def test_a_failing_node_check_makes_every_service_on_the_node_critical(
+    double, collected, collect_until
+):
+    qd, collector, api = collected
+
+    double.set_check("serfHealth", "critical", "Agent not live or unreachable", node="node-c")
+    collect_until(
+        qd, collector, lambda: all(api.service(s)["health"] == "critical" for s in NODE_C)
+    )
+
+    for service, instance_id in NODE_C.items():
+        instance = api.instance(service, instance_id)
+        assert instance["node"] == "node-c" and instance["health"] == "critical"
+        serf = {c["id"]: c for c in instance["checks"]}["serfHealth"]
+        assert (serf["kind"], serf["status"]) == ("node", "critical")
+        assert serf["output"] == "Agent not live or unreachable"
+        transitions = api.service(service)["transitions"]
+        assert [(t["instance"], t["from"], t["to"], t["check"]) for t in transitions] == [
+            (instance_id, "passing", "critical", "serfHealth")
+        ]
+        assert api.services()[service]["instances"]["critical"] == 1
+    sidecar = api.instance("orders-sidecar-proxy", "orders-3-sidecar-proxy")
+    assert sidecar["health"] == "critical"
+    gateway = api.service("gateway")
+    assert gateway["health"] == "passing" and gateway["transitions"] == []
+
+
+def test_node_maintenance_puts_every_instance_on_the_node_in_maintenance_with_the_reason(
+    double, collected, collect_until
+):
+    qd, collector, api = collected
+
+    double.enable_node_maintenance("node-b", "kernel upgrade")
+    collect_until(
+        qd,
+        collector,
+        lambda: all(api.services()[s]["instances"]["maintenance"] == 1 for s in NODE_B),
+    )
+
+    for service, instance_id in NODE_B.items():
+        instance = api.instance(service, instance_id)
+        assert instance["health"] == "maintenance" and instance["maintenance"] is True
+        assert instance["maintenance_reason"] == "kernel upgrade"
+        counts = api.services()[service]["instances"]
+        assert counts["critical"] == 0 and counts["passing"] == counts["total"] - 1
+    assert api.instance("inventory", "inventory-1")["maintenance"] is False
+
+    double.disable_node_maintenance("node-b")
+    collect_until(
+        qd,
+        collector,
+        lambda: all(api.services()[s]["instances"]["maintenance"] == 0 for s in NODE_B),
+    )
+    transitions = api.service("gateway")["transitions"]
+    assert [(t["instance"], t["from"], t["to"]) for t in reversed(transitions)] == [
+        ("gateway-2", "passing", "maintenance"),
+        ("gateway-2", "maintenance", "passing"),
+    ]
