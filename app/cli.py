@@ -115,7 +115,7 @@ def _user_add(config: Config, args) -> int:
             return 1
     qd = _open(config)
     try:
-        with qd.store.session() as db:
+        with qd.store.session(write=True) as db:
             create_user(db, args.name, args.role, password)
     except AccountError as exc:
         print(f"quarterdeck: {exc}", file=sys.stderr)
@@ -129,7 +129,7 @@ def _token_create(config: Config, args) -> int:
 
     qd = _open(config)
     try:
-        with qd.store.session() as db:
+        with qd.store.session(write=True) as db:
             token = create_token(db, args.name, args.role)
     except AccountError as exc:
         print(f"quarterdeck: {exc}", file=sys.stderr)

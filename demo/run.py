@@ -62,7 +62,7 @@ def run_demo(bind: str) -> int:
     config = demo_config(workdir, bind, consul.url)
     qd = _open(config, migrate=True)
     password = secrets.token_urlsafe(12)
-    with qd.store.session() as db:
+    with qd.store.session(write=True) as db:
         create_user(db, DEMO_ADMIN, "admin", password)
     host, _, port = bind.rpartition(":")
     print(

@@ -11,9 +11,17 @@ from urllib.parse import urlsplit
 
 from flask import Flask, current_app, g, redirect, request, session, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy import select
 from werkzeug.exceptions import Forbidden, Unauthorized
 
-from app.auth.accounts import ensure_header_user, role_at_least, session_stamp, token_identity
+from app.auth.accounts import (
+    ensure_header_user,
+    note_token_use,
+    role_at_least,
+    session_stamp,
+    token_identity,
+    token_use_is_stale,
+)
 from app.models import User
 
 F = TypeVar("F", bound=Callable)
@@ -94,16 +102,24 @@ def _identify() -> Identity | None:
             token = token_identity(db, header[7:].strip())
             if token is None:
                 raise Unauthorized("the API token is not valid")
-            return Identity(name=f"token:{token.name}", role=token.role, via="token")
+            identity = Identity(name=f"token:{token.name}", role=token.role, via="token")
+            record_use = token_use_is_stale(token)
+        if record_use:
+            with store.session(write=True) as db:
+                note_token_use(db, token.id)
+        return identity
     config = current_app.extensions["quarterdeck"].config
     if config.auth.header and _from_trusted_proxy(config.auth.trusted_proxies):
         name = request.headers.get(config.auth.header, "").strip()
         if name:
             with store.session() as db:
-                user = ensure_header_user(db, name)
-                if user.disabled:
-                    raise Forbidden("this user is disabled")
-                return Identity(name=user.name, role=user.role, via="header", user_id=user.id)
+                user = db.scalar(select(User).where(User.name == name))
+            if user is None:  # first sight: the proxy vouches for a new person
+                with store.session(write=True) as db:
+                    user = ensure_header_user(db, name)
+            if user.disabled:
+                raise Forbidden("this user is disabled")
+            return Identity(name=user.name, role=user.role, via="header", user_id=user.id)
     user_id = session.get("uid")
     if user_id is None:
         return None

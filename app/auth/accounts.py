@@ -10,13 +10,14 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.models import ROLES, ApiToken, SignInFailure, User, utcnow
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
 MIN_PASSWORD_LENGTH = 12
+TOKEN_USE_PRECISION = timedelta(minutes=1)
 TOKEN_PREFIX = "qd_"  # noqa: S105 (a prefix, not a secret)
 _hasher = PasswordHasher()
 # Verifying against this keeps an unknown user as slow as a wrong password.
@@ -163,5 +164,20 @@ def token_identity(session: Session, token: str) -> ApiToken | None:
         return None
     if not hmac.compare_digest(row.token_hash, digest):
         return None
-    row.last_used_at = utcnow()
     return row
+
+
+def note_token_use(session: Session, token_id: int, every: timedelta = TOKEN_USE_PRECISION) -> None:
+    """Record that a token was used, at most once per `every` (so reads stay reads)."""
+    now = utcnow()
+    session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == token_id)
+        .where((ApiToken.last_used_at.is_(None)) | (ApiToken.last_used_at < now - every))
+        .values(last_used_at=now)
+    )
+
+
+def token_use_is_stale(token: ApiToken, every: timedelta = TOKEN_USE_PRECISION) -> bool:
+    """Tell whether the token's last-used time is older than the recording precision."""
+    return token.last_used_at is None or utcnow() - token.last_used_at > every

@@ -40,7 +40,7 @@ def login():
     address = request.remote_addr or ""
     qd = current_app.extensions["quarterdeck"]
     auth = qd.config.auth
-    with qd.store.session() as db:
+    with qd.store.session(write=True) as db:
         wait_s = sign_in_blocked_for(db, name, address, auth.max_failures, auth.failure_window_s)
         if wait_s:
             minutes = max(1, round(wait_s / 60))

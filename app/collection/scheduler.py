@@ -73,7 +73,7 @@ class CollectionService:
         self.scheduler.start()
 
     def _prune(self) -> None:
-        with self.qd.store.session() as db:
+        with self.qd.store.session(write=True) as db:
             removed = prune(db, self.qd.config.retention, self.qd.clock())
         if any(removed.values()):
             log.info("retention removed %s", removed)

@@ -48,7 +48,11 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
 
 
 def _begin_sqlite(connection) -> None:
-    connection.exec_driver_sql("BEGIN")
+    # A write session takes the write lock up front: in WAL mode a deferred transaction that
+    # read first and writes later fails at once (SQLITE_BUSY) if another writer committed in
+    # between, and the busy timeout cannot help it.
+    immediate = connection.get_execution_options().get("sqlite_immediate", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 class Store:
@@ -58,6 +62,9 @@ class Store:
         self.url = normalize_url(url)
         self.engine = create_store_engine(self.url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.write_sessions = sessionmaker(
+            self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False
+        )
 
     @property
     def dialect(self) -> str:
@@ -65,9 +72,14 @@ class Store:
         return self.engine.dialect.name
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[Session]:
-        """Open a unit of work that commits on success and rolls back on error."""
-        with self.sessions() as session:
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """Open a unit of work that commits on success and rolls back on error.
+
+        Pass `write=True` when the unit of work will write: on SQLite it then waits for the
+        write lock before its first read instead of failing when it finally writes.
+        """
+        factory = self.write_sessions if write else self.sessions
+        with factory() as session:
             try:
                 yield session
                 session.commit()

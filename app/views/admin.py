@@ -42,7 +42,7 @@ def users():
 def add_user():
     """Create a person with a role and an initial password."""
     try:
-        with qd().store.session() as db:
+        with qd().store.session(write=True) as db:
             create_user(
                 db,
                 (request.form.get("name") or "").strip(),
@@ -60,7 +60,7 @@ def add_user():
 def add_token():
     """Create an API token and show it this once."""
     try:
-        with qd().store.session() as db:
+        with qd().store.session(write=True) as db:
             token = create_token(
                 db,
                 (request.form.get("name") or "").strip(),
@@ -76,7 +76,7 @@ def add_token():
 @require("admin")
 def revoke_token(token_id: int):
     """Revoke an API token at once."""
-    with qd().store.session() as db:
+    with qd().store.session(write=True) as db:
         token = db.get(ApiToken, token_id)
         if token is not None and token.revoked_at is None:
             token.revoked_at = utcnow()
