@@ -15,7 +15,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,17 +27,21 @@ import requests
 
 from collectors.base import (
     CatalogUpdate,
-    CheckRecord,
     InstanceRecord,
     ServiceRecord,
     SourceUnavailable,
+)
+from collectors.consul_records import (
+    parse_instance,
+    proxy_destinations,
+    service_meta,
+    upstream_names,
 )
 
 FETCH_WORKERS = 8
 # Consul: a blocking query may return early without a change; never loop faster than this.
 MIN_POLL_INTERVAL_S = 0.05
-MAINTENANCE_SERVICE_PREFIX = "_service_maintenance:"
-MAINTENANCE_NODE = "_node_maintenance"
+REGISTRATION_GRACE_S = 0.2
 
 
 @dataclass
@@ -259,6 +263,7 @@ class ConsulCollector:
                     self._reset()
                     raise errors[0]
                 if any(w.changed for w in self._watches.values()):
+                    self._await_paired_change()
                     break
                 if all(w.answers > answered[n] for n, w in self._watches.items()):
                     return None
@@ -271,6 +276,20 @@ class ConsulCollector:
             new_checks = checks_watch.data if checks_watch.changed else None
             catalog_watch.changed = checks_watch.changed = False
         return new_catalog, new_checks
+
+    def _await_paired_change(self) -> None:
+        """Give the checks watch a moment when only the catalog moved (caller holds the lock).
+
+        Registering an instance with checks moves both indexes almost together; reading them
+        in one pass names the service, where the catalog alone would mean looking at all.
+        """
+        catalog, checks = self._watches["catalog"], self._watches["checks"]
+        deadline = time.monotonic() + REGISTRATION_GRACE_S
+        while catalog.changed and not checks.changed and checks.error is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stop.is_set():
+                return
+            self._cond.wait(remaining)
 
     def _full_pass(self) -> CatalogUpdate:
         catalog_index, catalog = self._fetch_catalog()
@@ -314,7 +333,7 @@ class ConsulCollector:
         destinations = {
             dest
             for items in entries.values()
-            for dest in _proxy_destinations(items)
+            for dest in proxy_destinations(items)
             if dest not in entries and dest in snapshot.catalog
         }
         entries.update(self._fetch_many(sorted(destinations)))
@@ -383,13 +402,13 @@ class ConsulCollector:
             instances = []
             info: dict = {"kind": "", "upstreams": set(), "destination": ""}
             for item in items:
-                instance, service = _instance(name, item)
+                instance, service = parse_instance(name, item)
                 instances.append(instance)
                 info["kind"] = service.get("Kind") or info["kind"]
                 proxy = service.get("Proxy") or {}
                 if service.get("Kind") == "connect-proxy":
                     info["destination"] = proxy.get("DestinationServiceName") or ""
-                    info["upstreams"] |= _upstream_names(proxy)
+                    info["upstreams"] |= upstream_names(proxy)
             parsed[name] = (instances, info)
         for name, (instances, info) in parsed.items():
             self._forget(snapshot, {name})
@@ -404,7 +423,7 @@ class ConsulCollector:
             for proxy in snapshot.proxies_of.get(name, set()):
                 if proxy in parsed:
                     upstreams |= parsed[proxy][1]["upstreams"]
-            meta = _service_meta(instances)
+            meta = service_meta(instances)
             if info["destination"]:
                 meta = {**meta, "connect_destination": info["destination"]}
             records.append(
@@ -525,98 +544,3 @@ def _index(value: Any) -> int:
 def _short(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:200]
-
-
-def _instance(name: str, item: Any) -> tuple[InstanceRecord, dict]:
-    """Parse one /v1/health/service entry."""
-    try:
-        node = item["Node"]
-        service = item["Service"]
-        node_name = str(node["Node"])
-        service_id = str(service["ID"])
-        checks = item.get("Checks") or []
-    except (KeyError, TypeError) as exc:
-        raise SourceUnavailable(f"Consul sent an entry without {exc} for service {name!r}") from exc
-    tags = tuple(str(t) for t in (service.get("Tags") or []))
-    meta = {str(k): str(v) for k, v in (service.get("Meta") or {}).items()}
-    try:
-        check_records = tuple(_check(c) for c in checks)
-        port = int(service.get("Port") or 0)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SourceUnavailable(f"Consul sent a malformed check or port for {name!r}") from exc
-    return (
-        InstanceRecord(
-            id=service_id,
-            node=node_name,
-            address=str(service.get("Address") or node.get("Address") or ""),
-            port=port,
-            tags=tags,
-            meta=meta,
-            version=_version(meta, tags),
-            checks=check_records,
-        ),
-        service,
-    )
-
-
-def _check(item: dict) -> CheckRecord:
-    check_id = str(item["CheckID"])
-    if check_id.startswith(MAINTENANCE_SERVICE_PREFIX) or check_id == MAINTENANCE_NODE:
-        kind = "maintenance"
-    elif not item.get("ServiceID"):
-        kind = "node"
-    else:
-        kind = "service"
-    return CheckRecord(
-        check_id=check_id,
-        name=str(item.get("Name") or check_id),
-        status=str(item["Status"]),
-        output=str(item.get("Output") or ""),
-        notes=str(item.get("Notes") or ""),
-        kind=kind,
-    )
-
-
-def _version(meta: dict[str, str], tags: Iterable[str]) -> str | None:
-    """Consul convention: `Meta.version`, else a `version=` tag."""
-    if meta.get("version"):
-        return meta["version"]
-    for tag in tags:
-        if tag.startswith("version="):
-            return tag.split("=", 1)[1] or None
-    return None
-
-
-def _proxy_destinations(items: list[dict] | None) -> set[str]:
-    """The services the connect-proxy instances in health entries front."""
-    names = set()
-    for item in items or []:
-        service = item.get("Service") if isinstance(item, dict) else None
-        if isinstance(service, dict) and service.get("Kind") == "connect-proxy":
-            destination = (service.get("Proxy") or {}).get("DestinationServiceName")
-            if destination:
-                names.add(str(destination))
-    return names
-
-
-def _upstream_names(proxy: dict) -> set[str]:
-    names = set()
-    for upstream in proxy.get("Upstreams") or []:
-        if not isinstance(upstream, dict):
-            continue
-        kind = upstream.get("DestinationType") or "service"
-        if kind == "service" and upstream.get("DestinationName"):
-            names.add(str(upstream["DestinationName"]))
-    return names
-
-
-def _service_meta(instances: list[InstanceRecord]) -> dict[str, str]:
-    """Service-level meta: keys every instance agrees on (owner, docs, runbook ...)."""
-    if not instances:
-        return {}
-    common = dict(instances[0].meta)
-    for instance in instances[1:]:
-        for key in list(common):
-            if instance.meta.get(key) != common[key]:
-                del common[key]
-    return common
