@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from app.context import Quarterdeck
 from app.models import CollectorRun, SourceStatus
+from app.queries.services import service_topic
 from app.store.catalog import apply_catalog_update
 from collectors.base import CatalogUpdate, Collector, SourceUnavailable
 
@@ -45,7 +46,7 @@ def run_pass(qd: Quarterdeck, collector: Collector) -> PassResult:
                         counts[key] = counts.get(key, 0) + value
                     if changes.changed_services:
                         topics.add("services")
-                        topics.update(f"service:{name}" for name in changes.changed_services)
+                        topics.update(service_topic(name) for name in changes.changed_services)
                 else:
                     raise TypeError(f"unknown record type {type(record).__name__}")
             duration = time.perf_counter() - start

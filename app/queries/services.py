@@ -2,17 +2,64 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import quote
 
-from sqlalchemy import select
+from sqlalchemy import Row, null, select
 from sqlalchemy.orm import Session, selectinload
 
-from app.models import Check, HealthTransition, Instance, Service
+from app.models import Check, HealthTransition, Instance, Service, ServiceUpstream
 from app.queries.sources import SourceView, iso
-from app.store.catalog import HEALTH_RANK
+from app.store.catalog import HEALTH_RANK, rollup
 
 HEALTH_FILTERS = ("passing", "warning", "critical", "maintenance", "unknown", "gone")
+PROXY_KIND = "connect-proxy"
+WINDOW = timedelta(hours=24)
+# The API keeps its historic cap; the page lists fewer and says how many more there are.
+API_TRANSITIONS = 500
+_CHUNK = 500
+
+services_t = Service.__table__
+instances_t = Instance.__table__
+transitions_t = HealthTransition.__table__
+
+# What the Services list and the API read per row: everything but meta, the one big JSON value.
+_LIST_COLUMNS = [
+    services_t.c[name]
+    for name in (
+        "id",
+        "name",
+        "source",
+        "kind",
+        "tags",
+        "versions",
+        "health",
+        "health_rank",
+        "n_total",
+        "n_passing",
+        "n_warning",
+        "n_critical",
+        "n_maintenance",
+        "first_seen_at",
+        "observed_at",
+        "gone_at",
+    )
+]
+
+
+# What filtering needs to know of every service.
+_INDEX_COLUMNS = ("id", "name", "kind", "tags", "health", "health_rank", "gone_at")
+
+
+def service_topic(name: str) -> str:
+    """Name the live-update topic of one service.
+
+    Topics travel in a space-separated attribute, so the name is percent-encoded (UTF-8,
+    nothing kept): `service:pay%20ments`. The collection runner publishes the same.
+    """
+    return "service:" + quote(name, safe="")
 
 
 @dataclass(frozen=True)
@@ -23,38 +70,531 @@ class ServiceFilter:
     health: str = ""
     tag: str = ""
     include_gone: bool = False
+    include_proxies: bool = True
+    offset: int = 0
+    limit: int | None = None
 
 
-def list_services(db: Session, flt: ServiceFilter = ServiceFilter()) -> list[Service]:
-    """Return matching services, worst health first, then by name."""
-    query = select(Service).order_by(Service.health_rank.desc(), Service.name)
-    if flt.health == "gone":
-        query = query.where(Service.gone_at.is_not(None))
-    else:
-        if not flt.include_gone:
-            query = query.where(Service.gone_at.is_(None))
-        if flt.health:
-            query = query.where(Service.health == flt.health)
-    if flt.search:
-        escaped = flt.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(Service.name.ilike(f"%{escaped}%", escape="\\"))
-    services = list(db.scalars(query))
-    if flt.tag:
-        services = [s for s in services if flt.tag in (s.tags or [])]
-    return services
-
-
-def all_tags(services: list[Service]) -> list[str]:
-    """Return the tags in use, sorted, for the filter menu."""
-    return sorted({tag for s in services for tag in (s.tags or [])})
-
-
-def service_state(service: Service) -> str:
+def service_state(service) -> str:
     """Name the state a service is shown in ("gone" once it left the catalog)."""
     return "gone" if service.gone_at is not None else service.health
 
 
-def service_summary_json(service: Service, source: SourceView | None) -> dict:
+def is_proxy(service) -> bool:
+    """Tell whether a service is a Consul Connect sidecar proxy."""
+    return service.kind == PROXY_KIND
+
+
+def _hidden_by(row, flt: ServiceFilter) -> str | None:
+    """Return why a service is not listed ("filter", "gone", "proxy"), or None if it is."""
+    state = service_state(row)
+    if flt.health and state != flt.health:
+        return "filter"
+    if flt.tag and flt.tag not in (row.tags or ()):
+        return "filter"
+    if flt.search:
+        needle = flt.search.casefold()
+        haystack = [row.name, *(row.tags or ()), *(row.versions or ())]
+        if not any(needle in str(text).casefold() for text in haystack):
+            return "filter"
+    if state == "gone" and not flt.include_gone and flt.health != "gone":
+        return "gone"
+    if is_proxy(row) and not flt.include_proxies:
+        return "proxy"
+    return None
+
+
+def _ranked_rows(db: Session, flt: ServiceFilter | None = None) -> list[Row]:
+    query = select(*_LIST_COLUMNS).order_by(services_t.c.health_rank.desc(), services_t.c.name)
+    if flt is not None and flt.health == "gone":
+        query = query.where(services_t.c.gone_at.is_not(None))
+    elif flt is not None and not flt.include_gone:
+        query = query.where(services_t.c.gone_at.is_(None))
+    return list(db.execute(query))
+
+
+def list_services(db: Session, flt: ServiceFilter = ServiceFilter()) -> list[Row]:
+    """Return matching services, worst health first, then by name.
+
+    Rows carry Service's columns except `meta`, as attributes. `offset`/`limit` page them.
+    """
+    rows = [r for r in _ranked_rows(db, flt) if _hidden_by(r, flt) is None]
+    end = None if flt.limit is None else flt.offset + flt.limit
+    return rows[flt.offset : end]
+
+
+def current_health(db: Session) -> list[Row]:
+    """Every service now in the catalog, worst first, with its health and instance counts."""
+    columns = [
+        services_t.c[name]
+        for name in (
+            *("id", "name", "kind", "health", "health_rank", "first_seen_at", "gone_at"),
+            *("n_total", "n_passing", "n_warning", "n_critical", "n_maintenance"),
+        )
+    ]
+    return list(
+        db.execute(
+            select(*columns)
+            .where(services_t.c.gone_at.is_(None))
+            .order_by(services_t.c.health_rank.desc(), services_t.c.name)
+        )
+    )
+
+
+def all_tags(services: Iterable) -> list[str]:
+    """Return the tags in use, sorted, for the filter menu."""
+    return sorted({tag for s in services for tag in (s.tags or [])})
+
+
+@dataclass
+class ServiceListing:
+    """One page of the Services list, and honest counts of what it does not show."""
+
+    services: list[Row]
+    total: int
+    offset: int
+    page_size: int
+    by_state: dict[str, int]
+    hidden_proxies: int
+    hidden_gone: int
+    tags: list[str]
+    strips: dict[int, list[StripSegment]] = field(default_factory=dict)
+
+    @property
+    def shown_to(self) -> int:
+        """The 1-based position of the last row on this page."""
+        return self.offset + len(self.services)
+
+
+def browse_services(
+    db: Session, flt: ServiceFilter, now: datetime, page_size: int, strips: bool = True
+) -> ServiceListing:
+    """Return one page of matching services (worst first) with counts of the rest."""
+    # Filter on a narrow read of every service; load the shown page's other columns after.
+    # Versions are only searched, so without a search they are not read (nor decoded) at all.
+    columns = [services_t.c[name] for name in _INDEX_COLUMNS]
+    columns.append(services_t.c.versions if flt.search else null().label("versions"))
+    rows = list(
+        db.execute(select(*columns).order_by(services_t.c.health_rank.desc(), services_t.c.name))
+    )
+    matched: list[Row] = []
+    by_state = dict.fromkeys(HEALTH_FILTERS, 0)
+    hidden = {"proxy": 0, "gone": 0}
+    for row in rows:
+        reason = _hidden_by(row, flt)
+        if reason is None:
+            matched.append(row)
+            state = service_state(row)
+            by_state[state] = by_state.get(state, 0) + 1
+        elif reason in hidden:
+            hidden[reason] += 1
+    offset = min(flt.offset, max(len(matched) - 1, 0) // page_size * page_size)
+    page_ids = [row.id for row in matched[offset : offset + page_size]]
+    full = {}
+    for chunk in _chunks(page_ids):
+        for row in db.execute(select(*_LIST_COLUMNS).where(services_t.c.id.in_(chunk))):
+            full[row.id] = row
+    page = [full[i] for i in page_ids if i in full]
+    listing = ServiceListing(
+        services=page,
+        total=len(matched),
+        offset=offset,
+        page_size=page_size,
+        by_state=by_state,
+        hidden_proxies=hidden["proxy"],
+        hidden_gone=hidden["gone"],
+        tags=all_tags(r for r in rows if r.gone_at is None),
+    )
+    if strips:
+        listing.strips = service_strips(db, page, now)
+    return listing
+
+
+# -- health over time ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Span:
+    """A state held from one time to another, and what explained it."""
+
+    state: str
+    start_at: datetime
+    end_at: datetime
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class StripSegment:
+    """A span placed on a health strip: percentages of the window, and a tooltip."""
+
+    state: str
+    start_pct: float
+    width_pct: float
+    title: str
+    start_at: datetime
+    end_at: datetime
+
+
+def instance_spans(
+    current: str,
+    transitions: Sequence,
+    start_at: datetime,
+    end_at: datetime,
+) -> list[Span]:
+    """Reconstruct an instance's states in [start_at, end_at], oldest first.
+
+    `transitions` are the instance's, newest first. Walking back from the current state, the
+    state before each transition is its `from_state`; what precedes the oldest one is assumed
+    to have held since `start_at`.
+    """
+    spans: list[Span] = []
+    state, until = current, end_at
+    for t in transitions:
+        if t.at <= start_at:
+            break
+        if t.at < until:
+            explains = t.to_state == state and state != "passing"
+            note = _one_line(t.output) if explains else ""
+            spans.append(Span(state, t.at, until, note))
+            until = t.at
+        state = t.from_state
+    if until > start_at:
+        spans.append(Span(state, start_at, until))
+    spans.reverse()
+    return spans
+
+
+def service_spans(per_instance: Iterable[list[Span]]) -> list[Span]:
+    """Roll instance spans up into the service's state over time, as the store rolls up health.
+
+    Gone instances do not count; a stretch where every known instance is gone is "gone".
+    """
+    per_instance = [spans for spans in per_instance if spans]
+    cuts = sorted({t for spans in per_instance for s in spans for t in (s.start_at, s.end_at)})
+    result: list[Span] = []
+    cursors = [0] * len(per_instance)
+    for start, end in zip(cuts, cuts[1:], strict=False):
+        present: list[str] = []
+        for n, spans in enumerate(per_instance):
+            while cursors[n] < len(spans) and spans[cursors[n]].end_at <= start:
+                cursors[n] += 1
+            if cursors[n] < len(spans) and spans[cursors[n]].start_at <= start:
+                present.append(spans[cursors[n]].state)
+        if not present:
+            continue
+        live = [s for s in present if s != "gone"]
+        state = rollup(live)[0] if live else "gone"
+        note = _service_note(state, live)
+        if result and result[-1].state == state and result[-1].end_at == start:
+            previous = result[-1]
+            worst_note = previous.note if len(previous.note) >= len(note) else note
+            result[-1] = Span(state, previous.start_at, end, worst_note)
+        else:
+            result.append(Span(state, start, end, note))
+    return result
+
+
+def _service_note(state: str, live: list[str]) -> str:
+    if state in ("passing", "gone", "unknown") or not live:
+        return ""
+    count = sum(1 for s in live if s == state)
+    return f"{count} of {len(live)} instance{'' if len(live) == 1 else 's'} {state}"
+
+
+def strip_segments(
+    spans: Iterable[Span], start_at: datetime, end_at: datetime
+) -> list[StripSegment]:
+    """Place spans on a strip of [start_at, end_at] with tooltips like
+    "critical 03:12–03:19 UTC, 7 min (HTTP 503)"."""
+    window = (end_at - start_at).total_seconds()
+    segments = []
+    for span in spans:
+        begin, finish = max(span.start_at, start_at), min(span.end_at, end_at)
+        if finish <= begin or window <= 0:
+            continue
+        segments.append(
+            StripSegment(
+                state=span.state,
+                start_pct=round((begin - start_at).total_seconds() / window * 100, 3),
+                width_pct=round((finish - begin).total_seconds() / window * 100, 3),
+                title=_span_title(
+                    span.state, begin, finish, begin <= start_at, finish >= end_at, span.note
+                ),
+                start_at=begin,
+                end_at=finish,
+            )
+        )
+    return segments
+
+
+def _span_title(
+    state: str, begin: datetime, finish: datetime, clipped: bool, ongoing: bool, note: str
+) -> str:
+    length = _duration((finish - begin).total_seconds())
+    if clipped and ongoing:
+        text = f"{state} throughout, {length}"
+    elif clipped:
+        text = f"{state} until {finish:%H:%M} UTC"
+    elif ongoing:
+        text = f"{state} since {begin:%H:%M} UTC, {length} so far"
+    else:
+        text = f"{state} {begin:%H:%M}–{finish:%H:%M} UTC, {length}"
+    return f"{text} ({note})" if note else text
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return f"{int(seconds)} s"
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def _one_line(text: str | None, limit: int = 140) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _since(service, start_at: datetime) -> datetime:
+    # Instances carry no first-seen time of their own: nothing is drawn before the service
+    # was first seen, and an instance is assumed to have existed since then.
+    first = getattr(service, "first_seen_at", None)
+    return max(start_at, first) if first else start_at
+
+
+def service_strips(db: Session, services: Sequence, now: datetime) -> dict[int, list[StripSegment]]:
+    """Compute the 24 h strip of each listed service from its instances' transitions."""
+    start_at = now - WINDOW
+    history: dict[int, list] = {}
+    busy: set[int] = set()
+    for chunk in _chunks([s.id for s in services]):
+        for row in db.execute(
+            select(
+                transitions_t.c.service_id,
+                transitions_t.c.instance_id,
+                transitions_t.c.at,
+                transitions_t.c.from_state,
+                transitions_t.c.to_state,
+                transitions_t.c.output,
+            )
+            .where(transitions_t.c.service_id.in_(chunk), transitions_t.c.at >= start_at)
+            .order_by(transitions_t.c.at.desc(), transitions_t.c.id.desc())
+        ):
+            history.setdefault(row.instance_id, []).append(row)
+            busy.add(row.service_id)
+    # Only services that changed in the window need their instances replayed.
+    instances: dict[int, list] = {}
+    for chunk in _chunks(sorted(busy)):
+        for row in db.execute(
+            select(
+                instances_t.c.id,
+                instances_t.c.service_id,
+                instances_t.c.health,
+                instances_t.c.gone_at,
+            ).where(instances_t.c.service_id.in_(chunk))
+        ):
+            instances.setdefault(row.service_id, []).append(row)
+    strips = {}
+    for service in services:
+        since = _since(service, start_at)
+        if service.id in busy:
+            spans = service_spans(
+                instance_spans(_instance_state(i), history.get(i.id, []), since, now)
+                for i in instances.get(service.id, [])
+            )
+        else:
+            spans = _quiet_spans(service, since, now)
+        strips[service.id] = strip_segments(spans, start_at, now)
+    return strips
+
+
+def _quiet_spans(service, since: datetime, now: datetime) -> list[Span]:
+    """No instance changed in the window: the service held its present state throughout."""
+    gone_at = service.gone_at
+    if gone_at is not None and gone_at > since:
+        return [Span("unknown", since, gone_at), Span("gone", gone_at, now)]
+    return [Span(service_state(service), since, now)]
+
+
+def _instance_state(instance) -> str:
+    return "gone" if instance.gone_at is not None else instance.health
+
+
+def _chunks(values: Sequence, size: int = _CHUNK):
+    for begin in range(0, len(values), size):
+        yield values[begin : begin + size]
+
+
+# -- one service --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A service named by another (an upstream, a dependant), with its health if seen."""
+
+    name: str
+    state: str | None  # None: never seen by any source
+
+
+@dataclass
+class ProxyView:
+    """A sidecar proxy service that fronts this one, with its instances and their checks."""
+
+    service: Service
+    instances: list[Instance]
+    checks: dict[int, list[Check]]
+
+
+@dataclass
+class ServiceDetail:
+    """A service with its instances, their checks and its recent transitions."""
+
+    service: Service
+    instances: list[Instance]
+    checks: dict[int, list[Check]]
+    transitions: list[HealthTransition]  # newest first, at most API_TRANSITIONS
+    window_start_at: datetime | None = None
+    now: datetime | None = None
+    transitions_in_window: int = 0
+    strip: list[StripSegment] = field(default_factory=list)
+    instance_strips: dict[int, list[StripSegment]] = field(default_factory=dict)
+    upstreams: list[Neighbour] = field(default_factory=list)
+    used_by: list[Neighbour] = field(default_factory=list)
+    proxies: list[ProxyView] = field(default_factory=list)
+    proxy_for: Neighbour | None = None
+
+    @property
+    def current_instances(self) -> list[Instance]:
+        """Instances the source lists now, worst first."""
+        return [i for i in self.instances if i.gone_at is None]
+
+    @property
+    def recently_gone(self) -> list[Instance]:
+        """Instances that left within the window, latest first."""
+        start = self.window_start_at
+        gone = [
+            i for i in self.instances if i.gone_at is not None and (not start or i.gone_at >= start)
+        ]
+        return sorted(gone, key=lambda i: i.gone_at, reverse=True)
+
+    @property
+    def older_gone(self) -> int:
+        """How many instances left before the window (not shown on the page)."""
+        return sum(1 for i in self.instances if i.gone_at is not None) - len(self.recently_gone)
+
+
+def get_service(
+    db: Session, name: str, now: datetime, window: timedelta = WINDOW
+) -> ServiceDetail | None:
+    """Load one service for its page, or None when it was never seen."""
+    service = db.scalar(
+        select(Service).where(Service.name == name).options(selectinload(Service.instances))
+    )
+    if service is None:
+        return None
+    start_at = now - window
+    instances = sorted(
+        service.instances,
+        key=lambda i: (i.gone_at is not None, -_rank(i.health), i.node, i.source_id),
+    )
+    checks = _checks_of(db, instances)
+    history = list(
+        db.scalars(
+            select(HealthTransition)
+            .where(HealthTransition.service_id == service.id, HealthTransition.at >= start_at)
+            .order_by(HealthTransition.at.desc(), HealthTransition.id.desc())
+        )
+    )
+    by_instance: dict[int, list[HealthTransition]] = {}
+    for t in history:
+        by_instance.setdefault(t.instance_id, []).append(t)
+    since = _since(service, start_at)
+    spans = {
+        i.id: instance_spans(_instance_state(i), by_instance.get(i.id, []), since, now)
+        for i in instances
+    }
+    detail = ServiceDetail(
+        service,
+        instances,
+        checks,
+        history[:API_TRANSITIONS],
+        window_start_at=start_at,
+        now=now,
+        transitions_in_window=len(history),
+        strip=strip_segments(service_spans(spans.values()), start_at, now),
+        instance_strips={i: strip_segments(s, start_at, now) for i, s in spans.items()},
+    )
+    _add_neighbours(db, detail)
+    return detail
+
+
+def _checks_of(db: Session, instances: Sequence[Instance]) -> dict[int, list[Check]]:
+    checks: dict[int, list[Check]] = {i.id: [] for i in instances}
+    for chunk in _chunks(list(checks)):
+        for check in db.scalars(
+            select(Check)
+            .where(Check.instance_id.in_(chunk))
+            .order_by(Check.kind.desc(), Check.check_id)
+        ):
+            checks[check.instance_id].append(check)
+    return checks
+
+
+def _add_neighbours(db: Session, detail: ServiceDetail) -> None:
+    """Fill in Connect upstreams, the services that call this one, and its sidecar proxies."""
+    name = detail.service.name
+    upstreams = sorted(
+        set(db.scalars(select(ServiceUpstream.upstream).where(ServiceUpstream.service == name)))
+    )
+    used_by = sorted(
+        set(db.scalars(select(ServiceUpstream.service).where(ServiceUpstream.upstream == name)))
+    )
+    destination = (detail.service.meta or {}).get("connect_destination") or ""
+    wanted = {*upstreams, *used_by, *([destination] if destination else [])}
+    states = {}
+    for chunk in _chunks(sorted(wanted)):
+        for row in db.execute(
+            select(services_t.c.name, services_t.c.health, services_t.c.gone_at).where(
+                services_t.c.name.in_(chunk)
+            )
+        ):
+            states[row.name] = service_state(row)
+    detail.upstreams = [Neighbour(n, states.get(n)) for n in upstreams]
+    detail.used_by = [Neighbour(n, states.get(n)) for n in used_by]
+    if is_proxy(detail.service) and destination:
+        detail.proxy_for = Neighbour(destination, states.get(destination))
+    proxy_ids = [
+        row.id
+        for row in db.execute(
+            select(services_t.c.id, services_t.c.meta).where(services_t.c.kind == PROXY_KIND)
+        )
+        if (row.meta or {}).get("connect_destination") == name
+    ]
+    if proxy_ids:
+        proxies = db.scalars(
+            select(Service)
+            .where(Service.id.in_(proxy_ids))
+            .options(selectinload(Service.instances))
+            .order_by(Service.name)
+        ).all()
+        for proxy in proxies:
+            current = sorted(
+                (i for i in proxy.instances if i.gone_at is None),
+                key=lambda i: (-_rank(i.health), i.node, i.source_id),
+            )
+            detail.proxies.append(ProxyView(proxy, current, _checks_of(db, current)))
+
+
+def _rank(health: str) -> int:
+    return HEALTH_RANK.get(health, -1)
+
+
+# -- JSON (DESIGN §5) ---------------------------------------------------------------------------
+
+
+def service_summary_json(service, source: SourceView | None) -> dict:
     """Render a service as DESIGN §5 `services[]`."""
     stale = source.stale if source else False
     return {
@@ -77,92 +617,18 @@ def service_summary_json(service: Service, source: SourceView | None) -> dict:
     }
 
 
-def _observed_at(service: Service, source: SourceView | None) -> datetime:
+def _observed_at(service, source: SourceView | None) -> datetime:
     # With blocking queries a quiet service is re-confirmed by every successful pass.
     if source is not None and source.last_success_at and service.gone_at is None:
         return max(service.observed_at, source.last_success_at)
     return service.observed_at
 
 
-@dataclass
-class ServiceDetail:
-    """A service with its instances, their checks and its recent transitions."""
-
-    service: Service
-    instances: list[Instance]
-    checks: dict[int, list[Check]]
-    transitions: list[HealthTransition]
-
-
-def get_service(
-    db: Session, name: str, now: datetime, window: timedelta = timedelta(hours=24)
-) -> ServiceDetail | None:
-    """Load one service for its page, or None when it was never seen."""
-    service = db.scalar(
-        select(Service).where(Service.name == name).options(selectinload(Service.instances))
-    )
-    if service is None:
-        return None
-    instances = sorted(
-        service.instances,
-        key=lambda i: (i.gone_at is not None, -_rank(i.health), i.node, i.source_id),
-    )
-    checks: dict[int, list[Check]] = {i.id: [] for i in instances}
-    if instances:
-        for check in db.scalars(
-            select(Check)
-            .where(Check.instance_id.in_(list(checks)))
-            .order_by(Check.kind.desc(), Check.check_id)
-        ):
-            checks[check.instance_id].append(check)
-    transitions = list(
-        db.scalars(
-            select(HealthTransition)
-            .where(HealthTransition.service_id == service.id, HealthTransition.at >= now - window)
-            .order_by(HealthTransition.at.desc(), HealthTransition.id.desc())
-            .limit(500)
-        )
-    )
-    return ServiceDetail(service, instances, checks, transitions)
-
-
-def _rank(health: str) -> int:
-    return HEALTH_RANK.get(health, -1)
-
-
 def service_detail_json(detail: ServiceDetail, source: SourceView | None) -> dict:
     """Render a service as DESIGN §5 `GET /api/v1/services/<name>`."""
     ids = {i.id: i for i in detail.instances}
     body = service_summary_json(detail.service, source)
-    body["instances"] = [
-        {
-            "id": inst.source_id,
-            "node": inst.node,
-            "address": inst.address,
-            "port": inst.port,
-            "health": "gone" if inst.gone_at else inst.health,
-            "maintenance": inst.maintenance,
-            "maintenance_reason": inst.maintenance_reason or None,
-            "version": inst.version,
-            "tags": list(inst.tags or []),
-            "meta": dict(inst.meta or {}),
-            "checks": [
-                {
-                    "name": c.name or c.check_id,
-                    "id": c.check_id,
-                    "status": c.status,
-                    "output": c.output,
-                    "kind": c.kind,
-                    "notes": c.notes or None,
-                }
-                for c in detail.checks.get(inst.id, [])
-            ],
-            "lb": [],
-            "observed_at": iso(inst.observed_at),
-            "gone_at": iso(inst.gone_at),
-        }
-        for inst in detail.instances
-    ]
+    body["instances"] = [_instance_json(inst, detail.checks) for inst in detail.instances]
     body["meta"] = dict(detail.service.meta or {})
     body["transitions"] = [
         {
@@ -177,3 +643,32 @@ def service_detail_json(detail: ServiceDetail, source: SourceView | None) -> dic
         for t in detail.transitions
     ]
     return body
+
+
+def _instance_json(inst: Instance, checks: dict[int, list[Check]]) -> dict:
+    return {
+        "id": inst.source_id,
+        "node": inst.node,
+        "address": inst.address,
+        "port": inst.port,
+        "health": "gone" if inst.gone_at else inst.health,
+        "maintenance": inst.maintenance,
+        "maintenance_reason": inst.maintenance_reason or None,
+        "version": inst.version,
+        "tags": list(inst.tags or []),
+        "meta": dict(inst.meta or {}),
+        "checks": [
+            {
+                "name": c.name or c.check_id,
+                "id": c.check_id,
+                "status": c.status,
+                "output": c.output,
+                "kind": c.kind,
+                "notes": c.notes or None,
+            }
+            for c in checks.get(inst.id, [])
+        ],
+        "lb": [],
+        "observed_at": iso(inst.observed_at),
+        "gone_at": iso(inst.gone_at),
+    }

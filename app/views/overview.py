@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from flask import Blueprint
 from sqlalchemy import select
 
 from app.auth.access import require
 from app.models import HealthTransition, Instance, Service
-from app.queries.services import list_services
+from app.queries.services import WINDOW, current_health, is_proxy, service_strips
 from app.views.common import current_sources, qd, render_page_or_part
 
 bp = Blueprint("overview", __name__)
+
+ATTENTION_ROWS = 25
+RECENT_TRANSITIONS = 20
+STATES = ("critical", "warning", "maintenance", "unknown", "passing")
 
 
 @bp.get("/")
@@ -20,28 +22,38 @@ bp = Blueprint("overview", __name__)
 def index():
     """Show the worst services, the latest transitions and the sources' status."""
     ctx = qd()
+    now = ctx.clock()
     with ctx.store.session() as db:
-        services = list_services(db)
+        rows = current_health(db)
+        # Sidecar proxies are plumbing of the service they front: they are not counted.
+        services = [s for s in rows if not is_proxy(s)]
+        unhealthy = [s for s in services if s.health in ("critical", "warning", "maintenance")]
+        strips = service_strips(db, unhealthy[:ATTENTION_ROWS], now)
         transitions = db.execute(
             select(HealthTransition, Instance.source_id, Instance.node, Service.name)
             .join(Instance, HealthTransition.instance_id == Instance.id)
             .join(Service, HealthTransition.service_id == Service.id)
-            .where(HealthTransition.at >= ctx.clock() - timedelta(hours=24))
+            .where(HealthTransition.at >= now - WINDOW)
             .order_by(HealthTransition.at.desc(), HealthTransition.id.desc())
-            .limit(20)
+            .limit(RECENT_TRANSITIONS)
         ).all()
         sources = current_sources(db)
-    totals = {"services": len(services), "passing": 0, "warning": 0, "critical": 0}
+    totals = dict.fromkeys(STATES, 0)
+    instance_totals = dict.fromkeys(STATES, 0)
     for service in services:
-        if service.health in totals:
-            totals[service.health] += 1
-    unhealthy = [s for s in services if s.health in ("critical", "warning", "maintenance")]
+        totals[service.health] = totals.get(service.health, 0) + 1
+        for state in ("passing", "warning", "critical", "maintenance"):
+            instance_totals[state] += getattr(service, f"n_{state}")
     return render_page_or_part(
         "overview/index.html",
         "overview/_body.html",
-        unhealthy=unhealthy[:25],
+        unhealthy=unhealthy[:ATTENTION_ROWS],
         unhealthy_count=len(unhealthy),
+        strips=strips,
         totals=totals,
+        instance_totals=instance_totals,
+        service_count=len(services),
+        proxy_count=len(rows) - len(services),
         transitions=transitions,
         sources=sources,
         stale_sources=[s for s in sources if s.stale],

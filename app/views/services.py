@@ -2,53 +2,114 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, request
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, request, url_for
 
 from app.auth.access import require
 from app.queries.services import (
     HEALTH_FILTERS,
     ServiceFilter,
-    all_tags,
+    browse_services,
     get_service,
-    list_services,
+    service_topic,
 )
 from app.views.common import current_sources, qd, render_page_or_part
 
 bp = Blueprint("services", __name__)
 
+# Rows the Services page renders at once, worst first; the rest are one "next" link away.
+PAGE_SIZE = 100
+# Past this many tags the filter is a text box rather than a menu.
+TAG_MENU_MAX = 150
+_ON = ("1", "true", "on", "yes")
 
-def service_filter_from(args) -> ServiceFilter:
+
+def service_filter_from(args, *, proxies_by_default: bool = True) -> ServiceFilter:
     """Read the list filter from query arguments, refusing unknown health values."""
     health = (args.get("health") or "").strip()
     if health and health not in HEALTH_FILTERS:
         abort(400, f"health must be one of {', '.join(HEALTH_FILTERS)}")
+    proxies = args.get("proxies")
     return ServiceFilter(
         search=(args.get("q") or "").strip()[:200],
         health=health,
         tag=(args.get("tag") or "").strip()[:200],
-        include_gone=args.get("gone") in ("1", "true", "on"),
+        include_gone=args.get("gone") in _ON,
+        include_proxies=proxies_by_default if proxies is None else proxies in _ON,
+        offset=_count_arg(args, "offset") or 0,
+        limit=_count_arg(args, "limit"),
     )
+
+
+def _count_arg(args, name: str) -> int | None:
+    value = (args.get(name) or "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or len(value) > 9:
+        abort(400, f"{name} must be a whole number of at least 0")
+    return int(value)
+
+
+def filter_args(flt: ServiceFilter, **changes) -> dict[str, str]:
+    """Return the query arguments that reproduce a filter (for links and live refreshes)."""
+    flt = replace(flt, **changes)
+    args = {
+        "q": flt.search,
+        "health": flt.health,
+        "tag": flt.tag,
+        "gone": "1" if flt.include_gone else "",
+        "proxies": "1" if flt.include_proxies else "",
+        "offset": str(flt.offset) if flt.offset else "",
+    }
+    return {k: v for k, v in args.items() if v}
+
+
+@bp.app_template_filter("http_href")
+def http_href(value) -> str | None:
+    """Return the value if it is a plain http(s) URL a link may point at, else None."""
+    text = value if isinstance(value, str) else ""
+    if not text or text != text.strip() or any(c.isspace() or ord(c) < 32 for c in text):
+        return None
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return text
 
 
 @bp.get("/services")
 @require("viewer")
 def index():
     """List services worst first, with search and filters."""
-    flt = service_filter_from(request.args)
-    with qd().store.session() as db:
-        services = list_services(db, flt)
-        tags = all_tags(list_services(db)) if not flt.tag else [flt.tag]
+    ctx = qd()
+    flt = service_filter_from(request.args, proxies_by_default=False)
+    with ctx.store.session() as db:
+        listing = browse_services(db, replace(flt, limit=None), ctx.clock(), PAGE_SIZE)
         sources = {s.name: s for s in current_sources(db)}
-    stale = [s for s in sources.values() if s.stale]
+    flt = replace(flt, offset=listing.offset)
+    pages = {}
+    if listing.offset > 0:
+        pages["previous"] = filter_args(flt, offset=max(listing.offset - PAGE_SIZE, 0))
+    if listing.shown_to < listing.total:
+        pages["next"] = filter_args(flt, offset=listing.shown_to)
     return render_page_or_part(
         "services/index.html",
         "services/_table.html",
-        services=services,
+        listing=listing,
+        services=listing.services,
         flt=flt,
-        tags=tags,
+        args=filter_args(flt, offset=0),
+        pages=pages,
+        tags=listing.tags,
+        tag_menu=len(listing.tags) <= TAG_MENU_MAX,
         sources=sources,
-        stale_sources=stale,
+        stale_sources=[s for s in sources.values() if s.stale],
         health_filters=HEALTH_FILTERS,
+        live_src=url_for("services.index", **filter_args(flt)),
     )
 
 
@@ -60,12 +121,24 @@ def detail(name: str):
     with ctx.store.session() as db:
         found = get_service(db, name, ctx.clock())
         if found is None:
-            abort(404, f"no service named {name!r} has been seen")
+            abort(
+                404,
+                f"No source has reported a service named “{name}”. Check the spelling, "
+                "or the Sources page if a source has not reported yet.",
+            )
         sources = {s.name: s for s in current_sources(db)}
+    catalog = ctx.config.catalog
+    meta = found.service.meta or {}
+    about = [
+        ("Owner", catalog.owner_meta, meta.get(catalog.owner_meta)),
+        ("Docs", catalog.docs_meta, meta.get(catalog.docs_meta)),
+        ("Runbook", catalog.runbook_meta, meta.get(catalog.runbook_meta)),
+    ]
     return render_page_or_part(
         "services/detail.html",
         "services/_detail_body.html",
         d=found,
         source=sources.get(found.service.source),
-        catalog=ctx.config.catalog,
+        about=about,
+        live_topic=service_topic(found.service.name),
     )
