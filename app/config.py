@@ -307,10 +307,28 @@ def _check_consistency(config: Config, where: str) -> None:
                 )
 
 
+def _secret_variable_names(raw: dict[str, typing.Any]) -> set[str]:
+    """Names of the variables that `*_env` keys point at (their defaults included)."""
+    names = {"QUARTERDECK_CONFIG"}
+    for section, (cls, _many) in _SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            if f.name.endswith("_env") and isinstance(f.default, str):
+                names.add(f.default)
+        content = raw.get(section)
+        for table in content if isinstance(content, list) else [content]:
+            if isinstance(table, dict):
+                names.update(
+                    v for k, v in table.items() if k.endswith("_env") and isinstance(v, str)
+                )
+    return names
+
+
 def _apply_env_overrides(raw: dict[str, typing.Any], environ) -> None:
     """Apply QUARTERDECK_<SECTION>_<KEY> variables on top of the file."""
+    # A secret may well be called QUARTERDECK_CONSUL_TOKEN: it is a value, not an override.
+    secrets = _secret_variable_names(raw)
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name in secrets:
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         for section, (cls, many) in _SECTIONS.items():

@@ -44,8 +44,8 @@ def create_app(config: Config | None = None, qd: Quarterdeck | None = None) -> F
         PERMANENT_SESSION_LIFETIME=timedelta(hours=server.session_hours),
         WTF_CSRF_TIME_LIMIT=None,
         MAX_CONTENT_LENGTH=8 * 1024 * 1024,
-        JSON_SORT_KEYS=False,
     )
+    app.json.sort_keys = False  # keep the documented field order
     app.extensions["quarterdeck"] = qd
     access.init_app(app)
     errors.init_app(app)

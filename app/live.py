@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections import deque
 from collections.abc import Iterable
@@ -15,6 +16,8 @@ class ChangeFeed:
         self._seq = 0
         self._log: deque[tuple[int, frozenset[str]]] = deque(maxlen=keep)
         self._closed = False
+        # Tells a stream id of this process from one of a process that ran before.
+        self.epoch = secrets.token_hex(4)
 
     @property
     def seq(self) -> int:

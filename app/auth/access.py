@@ -74,7 +74,12 @@ def _enforce():
         return None  # Flask answers 404/405 itself
     # Static files (CSS, JS) are public; a view that forgot to declare its role is admin-only.
     needed = None if request.endpoint == "static" else getattr(view, "required_role", "admin")
-    identity = _identify()
+    try:
+        identity = _identify()
+    except Unauthorized:
+        if needed is not None:
+            raise
+        identity = None  # a probe with a stale token still gets its answer
     g.identity = identity
     # A bearer token is not sent by browsers on their own, so it needs no CSRF token.
     if (

@@ -38,7 +38,7 @@ def run_pass(qd: Quarterdeck, collector: Collector) -> PassResult:
     try:
         records = collector.collect()
         counts: dict[str, int] = {}
-        with qd.store.session() as db:
+        with qd.store.session(write=True) as db:
             for record in records:
                 if isinstance(record, CatalogUpdate):
                     changes = apply_catalog_update(db, collector.name, record)
@@ -72,7 +72,7 @@ def run_pass(qd: Quarterdeck, collector: Collector) -> PassResult:
 def _failed(qd, collector, started_at, start, reason: str, config_error: bool) -> PassResult:
     duration = time.perf_counter() - start
     log.warning("source %s unavailable: %s", collector.name, reason)
-    with qd.store.session() as db:
+    with qd.store.session(write=True) as db:
         _record(
             db, collector, started_at, duration, ok=False, error=reason, config_error=config_error
         )

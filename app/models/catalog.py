@@ -60,6 +60,8 @@ class Instance(Base):
     maintenance: Mapped[bool] = mapped_column(default=False)
     maintenance_reason: Mapped[str] = mapped_column(String(1000), default="")
     observed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Null for instances recorded before this column existed.
+    first_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
     service: Mapped[Service] = relationship(back_populates="instances")

@@ -345,8 +345,7 @@ def _diff_instance(
                 "at": at,
                 "from_state": row["health"],
                 "to_state": state,
-                "check_id": _causing_check(inst.checks, state),
-                "output": output,
+                **_cause(inst.checks, checks, state, output),
             }
         )
     if changed:
@@ -386,6 +385,22 @@ def _diff_checks(
             batch.check_deletes.append(row["id"])
             changed = True
     return changed
+
+
+def _cause(
+    records: Sequence[CheckRecord], current: dict[str, dict], state: str, output: str
+) -> dict[str, str]:
+    """Name the check that moved the instance to `state`, and its output.
+
+    Prefer a check whose own status just became `state` (on recovery that is the check that
+    was failing, not the first passing one), else the worst check.
+    """
+    if state != "maintenance":
+        for check in records:
+            row = current.get(check.check_id)
+            if check.status == state and (row is None or row["status"] != state):
+                return {"check_id": check.check_id, "output": check.output}
+    return {"check_id": _causing_check(records, state), "output": output}
 
 
 def _causing_check(checks: Sequence[CheckRecord], state: str) -> str:
@@ -499,6 +514,7 @@ def _insert_instances(session: Session, batch: _Batch, source: str, at: datetime
                 "maintenance": bool(maintenance),
                 "maintenance_reason": (maintenance[0].notes if maintenance else "")[:1000],
                 "observed_at": at,
+                "first_seen_at": at,
                 "gone_at": None,
             }
         )

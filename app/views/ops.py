@@ -33,4 +33,6 @@ def readyz():
 @public
 def metrics():
     """Expose Quarterdeck's own metrics in Prometheus text format."""
-    return Response(generate_latest(qd().metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+    return Response(
+        generate_latest(qd().metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )

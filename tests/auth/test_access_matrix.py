@@ -114,3 +114,9 @@ def test_sign_in_form_is_csrf_protected(app, make_user):
         "/login", data={"username": "carol", "password": "correct horse battery"}
     )
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+def test_probes_answer_even_with_a_stale_bearer_token(app, path):
+    response = app.test_client().get(path, headers={"Authorization": "Bearer qd_revoked"})
+    assert response.status_code == 200

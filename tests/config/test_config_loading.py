@@ -129,3 +129,11 @@ def test_a_bad_environment_override_names_the_variable(tmp_path):
 def test_a_named_file_that_does_not_exist_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.toml", environ={})
+
+
+def test_a_secret_variable_named_like_an_override_is_left_to_its_env_key(tmp_path):
+    path = write(
+        tmp_path, '[consul]\nurl = "http://a:8500"\ntoken_env = "QUARTERDECK_CONSUL_TOKEN"\n'
+    )
+    config = load_config(path, environ={"QUARTERDECK_CONSUL_TOKEN": "s3cr3t"})
+    assert config.consul.token_env == "QUARTERDECK_CONSUL_TOKEN"

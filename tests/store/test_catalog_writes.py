@@ -155,3 +155,40 @@ def test_the_same_instance_id_on_two_nodes_is_two_instances(store_url):
             assert db.scalar(select(Service.health).where(Service.name == "web")) == "critical"
     finally:
         store.dispose()
+
+
+def test_a_recovery_names_the_check_that_recovered_not_the_first_passing_one(store_url):
+    store = Store(store_url)
+    try:
+        serf = check("passing", "serfHealth", "Agent alive and reachable", kind="node")
+
+        def svc(status: str, out: str) -> ServiceRecord:
+            return ServiceRecord(
+                "api", instances=(instance("api-1", serf, check(status, "http", out)),)
+            )
+
+        write(store, update(T0, svc("critical", "HTTP 503")))
+        write(store, update(T0 + timedelta(seconds=5), svc("passing", "HTTP 200 OK")))
+        with store.session() as db:
+            last = db.scalars(select(HealthTransition).order_by(HealthTransition.at.desc())).first()
+            assert (last.from_state, last.to_state) == ("critical", "passing")
+            assert (last.check_id, last.output) == ("http", "HTTP 200 OK")
+    finally:
+        store.dispose()
+
+
+def test_instances_remember_when_they_were_first_seen(store_url):
+    store = Store(store_url)
+    try:
+        one = ServiceRecord("web", instances=(instance("web-1", check("passing")),))
+        two = ServiceRecord(
+            "web",
+            instances=(instance("web-1", check("passing")), instance("web-2", check("passing"))),
+        )
+        write(store, update(T0, one))
+        write(store, update(T0 + timedelta(hours=2), two))
+        with store.session() as db:
+            seen = dict(db.execute(select(Instance.source_id, Instance.first_seen_at)).all())
+        assert seen == {"web-1": T0, "web-2": T0 + timedelta(hours=2)}
+    finally:
+        store.dispose()

@@ -86,3 +86,40 @@ def test_the_event_stream_needs_a_signed_in_caller(live_server):
         assert connection.getresponse().status == 302
     finally:
         connection.close()
+
+
+def test_a_stream_resumed_across_a_restart_is_told_to_refresh_everything(
+    live_server, qd, make_token
+):
+    token = make_token("returning", "viewer")
+    connection = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=10)
+    try:
+        connection.request(
+            "GET",
+            "/events",
+            headers={"Authorization": f"Bearer {token}", "Last-Event-ID": "0ld3p0c8.41"},
+        )
+        response = connection.getresponse()
+        assert read_event(response, time.monotonic() + 2) == {"topics": ["*"]}
+    finally:
+        connection.close()
+
+
+def test_a_stream_resumed_in_the_same_process_replays_what_it_missed(live_server, qd, make_token):
+    token = make_token("blinker", "viewer")
+    before = qd.feed.seq
+    qd.feed.publish({"service:orders"})
+    connection = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=10)
+    try:
+        connection.request(
+            "GET",
+            "/events",
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Last-Event-ID": f"{qd.feed.epoch}.{before}",
+            },
+        )
+        response = connection.getresponse()
+        assert read_event(response, time.monotonic() + 2) == {"topics": ["service:orders"]}
+    finally:
+        connection.close()
