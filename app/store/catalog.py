@@ -165,26 +165,15 @@ def _insert_services(
 ) -> None:
     rows = []
     for r in records:
-        health, counts = rollup([instance_health(i.checks, i.checked)[0] for i in r.instances])
+        states = [instance_health(i.checks, i.checked)[0] for i in r.instances]
+        versions = {i.version for i in r.instances if i.version}
         rows.append(
             {
                 "name": r.name,
-                "source": source,
-                "kind": r.kind,
-                "tags": tuple(sorted(set(r.tags))),
-                "meta": dict(r.meta),
-                "versions": tuple(sorted({i.version for i in r.instances if i.version})),
-                "health": health,
-                "health_rank": HEALTH_RANK[health],
-                "n_total": counts["total"],
-                "n_passing": counts["passing"],
-                "n_warning": counts["warning"],
-                "n_critical": counts["critical"],
-                "n_maintenance": counts["maintenance"],
+                **_service_values(source, r, states, versions),
                 "first_seen_at": at,
                 "observed_at": at,
                 "changed_at": at,
-                "gone_at": None,
             }
         )
     # A plain executemany, then one read back by the unique name: RETURNING with a guaranteed
@@ -252,6 +241,28 @@ def _queue_new_service(
     )
 
 
+def _service_values(
+    source: str, record: ServiceRecord, states: list[str], versions: set[str]
+) -> dict:
+    """The columns of a live service row that follow from one record and its instance states."""
+    health, counts = rollup(states)
+    return {
+        "source": source,
+        "kind": record.kind,
+        "tags": sorted(set(record.tags)),
+        "meta": dict(record.meta),
+        "versions": sorted(versions),
+        "health": health,
+        "health_rank": HEALTH_RANK[health],
+        "n_total": counts["total"],
+        "n_passing": counts["passing"],
+        "n_warning": counts["warning"],
+        "n_critical": counts["critical"],
+        "n_maintenance": counts["maintenance"],
+        "gone_at": None,
+    }
+
+
 def _diff_service(
     source: str,
     current: dict,
@@ -286,22 +297,8 @@ def _diff_service(
         if key not in seen and row["gone_at"] is None:
             _instance_gone(row, at, batch)
             changed = True
-    health, counts = rollup(states)
-    new = {
-        "source": source,
-        "kind": record.kind,
-        "tags": sorted(set(record.tags)),
-        "meta": dict(record.meta),
-        "versions": sorted(versions),
-        "health": health,
-        "health_rank": HEALTH_RANK[health],
-        "n_total": counts["total"],
-        "n_passing": counts["passing"],
-        "n_warning": counts["warning"],
-        "n_critical": counts["critical"],
-        "n_maintenance": counts["maintenance"],
-        "gone_at": None,
-    }
+    new = _service_values(source, record, states, versions)
+    health = new["health"]
     if changed or any(current[k] != v for k, v in new.items()):
         new["changed_at"] = at if health != current["health"] else current["changed_at"]
         new["observed_at"] = at
