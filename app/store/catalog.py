@@ -14,7 +14,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from app.models import Check, HealthTransition, Instance, Service, ServiceUpstream
-from app.store.bulk import insert_rows, update_rows
+from app.store.bulk import insert_columns, insert_rows, update_rows
 from collectors.base import CatalogUpdate, CheckRecord, InstanceRecord, ServiceRecord
 
 # Worst first: the order a person on call wants to read them in.
@@ -91,7 +91,8 @@ class _Batch:
 
     def __init__(self) -> None:
         self.service_updates: list[dict] = []
-        self.instance_inserts: list[tuple[int | str, InstanceRecord, dict]] = []
+        # (service id, record, its state, or None to work it out)
+        self.instance_inserts: list[tuple[int, InstanceRecord, str | None]] = []
         self.instance_updates: list[dict] = []
         self.check_inserts: list[dict] = []
         self.check_updates: list[dict] = []
@@ -170,6 +171,7 @@ def _insert_services(
         rows.append(
             {
                 "name": r.name,
+                "_states": states,
                 **_service_values(source, r, states, versions),
                 "first_seen_at": at,
                 "observed_at": at,
@@ -178,28 +180,43 @@ def _insert_services(
         )
     # A plain executemany, then one read back by the unique name: RETURNING with a guaranteed
     # row order would make SQLite insert one row per statement.
-    insert_rows(session.connection(), services_t, rows)
+    insert_columns(
+        session.connection(),
+        services_t,
+        {c: [row[c] for row in rows] for c in rows[0] if c != "_states"} if rows else {},
+    )
     by_name = {row["name"]: row for row in rows}
     for chunk in _chunks(list(by_name)):
-        for new_id, name in session.execute(
+        found = session.execute(
             select(services_t.c.id, services_t.c.name).where(services_t.c.name.in_(chunk))
-        ):
+        ).all()
+        for new_id, name in found:
             into[name] = {**by_name[name], "id": new_id}
+
+
+_INSTANCE_READ = [
+    instances_t.c[name]
+    for name in ("id", "service_id", "node", "source_id", "health", "maintenance")
+    + ("maintenance_reason", "gone_at", *_INSTANCE_FIELDS)
+]
+_CHECK_READ = [checks_t.c[name] for name in ("id", "instance_id", "check_id", *_CHECK_FIELDS)]
 
 
 def _load_instances(session: Session, service_ids: Sequence[int]) -> dict[int, dict]:
     found: dict[int, dict] = {}
     for chunk in _chunks(list(service_ids)):
-        for row in session.execute(select(instances_t).where(instances_t.c.service_id.in_(chunk))):
-            found.setdefault(row.service_id, {})[(row.node, row.source_id)] = dict(row._mapping)
+        query = select(*_INSTANCE_READ).where(instances_t.c.service_id.in_(chunk))
+        for row in session.execute(query).all():
+            found.setdefault(row.service_id, {})[(row.node, row.source_id)] = row._asdict()
     return found
 
 
 def _load_checks(session: Session, instance_ids: Sequence[int]) -> dict[int, dict[str, dict]]:
     found: dict[int, dict[str, dict]] = {}
     for chunk in _chunks(list(instance_ids)):
-        for row in session.execute(select(checks_t).where(checks_t.c.instance_id.in_(chunk))):
-            found.setdefault(row.instance_id, {})[row.check_id] = dict(row._mapping)
+        query = select(*_CHECK_READ).where(checks_t.c.instance_id.in_(chunk))
+        for row in session.execute(query).all():
+            found.setdefault(row.instance_id, {})[row.check_id] = row._asdict()
     return found
 
 
@@ -233,8 +250,8 @@ def _queue_new_service(
     changes.services_seen += 1
     changes.instances_seen += len(record.instances)
     changes.changed_services.add(record.name)
-    for inst in record.instances:
-        batch.instance_inserts.append((row["id"], inst, {"state": None}))
+    for inst, state in zip(record.instances, row["_states"], strict=True):
+        batch.instance_inserts.append((row["id"], inst, state))
     batch.upstream_inserts.extend(
         {"service": record.name, "upstream": name, "source": source, "observed_at": at}
         for name in sorted(set(record.upstreams))
@@ -289,7 +306,7 @@ def _diff_service(
             versions.add(inst.version)
         row = instances.get(key)
         if row is None:
-            batch.instance_inserts.append((current["id"], inst, {"state": state}))
+            batch.instance_inserts.append((current["id"], inst, state))
             changed = True
             continue
         changed |= _diff_instance(row, inst, state, output, checks.get(row["id"], {}), at, batch)
@@ -333,7 +350,8 @@ def _diff_instance(
     values["maintenance_reason"] = (maintenance[0].notes if maintenance else "")[:1000]
     values["health"] = state
     values["gone_at"] = None
-    changed = any(row[k] != v for k, v in values.items())
+    # Write only what differs: a fleet-wide flap then updates two columns, not ten.
+    differs = {k: v for k, v in values.items() if row[k] != v}
     if row["health"] != state:
         batch.transitions.append(
             {
@@ -345,10 +363,10 @@ def _diff_instance(
                 **_cause(inst.checks, checks, state, output),
             }
         )
-    if changed:
-        batch.instance_updates.append({"_id": row["id"], **values, "observed_at": at})
-    changed |= _diff_checks(row["id"], inst.checks, checks, at, batch)
-    return changed
+    if differs:
+        batch.instance_updates.append({"_id": row["id"], **differs, "observed_at": at})
+    checks_changed = _diff_checks(row["id"], inst.checks, checks, at, batch)
+    return bool(differs) or checks_changed
 
 
 def _diff_checks(
@@ -362,7 +380,6 @@ def _diff_checks(
     seen = set()
     for check in records:
         seen.add(check.check_id)
-        values = {f: getattr(check, f) for f in _CHECK_FIELDS}
         row = current.get(check.check_id)
         if row is None:
             batch.check_inserts.append(
@@ -370,12 +387,14 @@ def _diff_checks(
                     "instance_id": instance_id,
                     "check_id": check.check_id,
                     "observed_at": at,
-                    **values,
+                    **{f: getattr(check, f) for f in _CHECK_FIELDS},
                 }
             )
             changed = True
-        elif any(row[k] != v for k, v in values.items()):
-            batch.check_updates.append({"_id": row["id"], "observed_at": at, **values})
+            continue
+        differs = {f: getattr(check, f) for f in _CHECK_FIELDS if row[f] != getattr(check, f)}
+        if differs:
+            batch.check_updates.append({"_id": row["id"], "observed_at": at, **differs})
             changed = True
     for check_id, row in current.items():
         if check_id not in seen:
@@ -422,13 +441,7 @@ def _instance_gone(row: dict, at: datetime, batch: _Batch) -> None:
         }
     )
     batch.instance_updates.append(
-        {
-            "_id": row["id"],
-            **{k: row[k] for k in (*_INSTANCE_FIELDS, "maintenance", "maintenance_reason")},
-            "health": "gone",
-            "gone_at": at,
-            "observed_at": at,
-        }
+        {"_id": row["id"], "health": "gone", "gone_at": at, "observed_at": at}
     )
 
 
@@ -492,52 +505,58 @@ def _write(session: Session, batch: _Batch, source: str, at: datetime) -> None:
 
 
 def _insert_instances(session: Session, batch: _Batch, source: str, at: datetime) -> None:
-    rows = []
-    for service_id, inst, extra in batch.instance_inserts:
-        state = extra["state"] or instance_health(inst.checks, inst.checked)[0]
-        maintenance = [c for c in inst.checks if c.kind == "maintenance"]
-        rows.append(
-            {
-                "service_id": service_id,
-                "source": source,
-                "source_id": inst.id,
-                "node": inst.node,
-                "address": inst.address,
-                "port": inst.port,
-                "tags": tuple(inst.tags),  # hashable, so shared tag sets encode once
-                "meta": dict(inst.meta),
-                "version": inst.version,
-                "health": state,
-                "maintenance": bool(maintenance),
-                "maintenance_reason": (maintenance[0].notes if maintenance else "")[:1000],
-                "observed_at": at,
-                "first_seen_at": at,
-                "gone_at": None,
-            }
-        )
-    insert_rows(session.connection(), instances_t, rows)
+    """Insert new instances and their checks, column by column (fleet-sized on a first pass)."""
+    inserts = batch.instance_inserts
+    maintenance = [
+        next((c for c in i.checks if c.kind == "maintenance"), None) for _, i, _ in inserts
+    ]
+    count = len(inserts)
+    insert_columns(
+        session.connection(),
+        instances_t,
+        {
+            "service_id": [service_id for service_id, _, _ in inserts],
+            "source": [source] * count,
+            "source_id": [i.id for _, i, _ in inserts],
+            "node": [i.node for _, i, _ in inserts],
+            "address": [i.address for _, i, _ in inserts],
+            "port": [i.port for _, i, _ in inserts],
+            # Tuples are hashable, so a tag set many instances share is encoded once.
+            "tags": [tuple(i.tags) for _, i, _ in inserts],
+            "meta": [dict(i.meta) for _, i, _ in inserts],
+            "version": [i.version for _, i, _ in inserts],
+            "health": [state or instance_health(i.checks, i.checked)[0] for _, i, state in inserts],
+            "maintenance": [m is not None for m in maintenance],
+            "maintenance_reason": [(m.notes if m else "")[:1000] for m in maintenance],
+            "observed_at": [at] * count,
+            "first_seen_at": [at] * count,
+            "gone_at": [None] * count,
+        },
+    )
     ids: dict[tuple[int, str, str], int] = {}
-    for chunk in _chunks(sorted({row["service_id"] for row in rows})):
-        for new_id, service_id, node, source_id in session.execute(
+    for chunk in _chunks(sorted({service_id for service_id, _, _ in inserts})):
+        rows = session.execute(
             select(
                 instances_t.c.id,
                 instances_t.c.service_id,
                 instances_t.c.node,
                 instances_t.c.source_id,
             ).where(instances_t.c.service_id.in_(chunk))
-        ):
-            ids[(service_id, node, source_id)] = new_id
-    for service_id, inst, _extra in batch.instance_inserts:
-        new_id = ids[(service_id, inst.node, inst.id)]
-        for check in inst.checks:
-            batch.check_inserts.append(
-                {
-                    "instance_id": new_id,
-                    "check_id": check.check_id,
-                    "observed_at": at,
-                    **{f: getattr(check, f) for f in _CHECK_FIELDS},
-                }
-            )
+        ).all()
+        ids.update({(sid, node, source_id): new_id for new_id, sid, node, source_id in rows})
+    checks = [
+        (ids[(service_id, i.node, i.id)], c) for service_id, i, _ in inserts for c in i.checks
+    ]
+    insert_columns(
+        session.connection(),
+        checks_t,
+        {
+            "instance_id": [instance_id for instance_id, _ in checks],
+            "check_id": [c.check_id for _, c in checks],
+            "observed_at": [at] * len(checks),
+            **{f: [getattr(c, f) for _, c in checks] for f in _CHECK_FIELDS},
+        },
+    )
 
 
 def _update_many(session: Session, table, rows: list[dict]) -> None:
