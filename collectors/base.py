@@ -88,3 +88,7 @@ class Collector(Protocol):
     def collect(self) -> list[CatalogUpdate]:
         """Read the source once and return what it holds; raise SourceUnavailable."""
         ...
+
+
+# A collector that returns only what changed also offers `resync()`: the runner calls it
+# when what `collect()` returned could not be stored, so the next pass is a full one.

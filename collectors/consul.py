@@ -501,6 +501,11 @@ class ConsulCollector:
             if elapsed < MIN_POLL_INTERVAL_S:
                 self._stop.wait(MIN_POLL_INTERVAL_S - elapsed + random.uniform(0, 0.05))
 
+    def resync(self) -> None:
+        """Start over with a full pass: what the last pass returned was not stored."""
+        with self._cond:
+            self._reset()
+
     def _reset(self) -> None:
         """Forget the watches and the snapshot (call with the lock held)."""
         self._generation += 1

@@ -33,10 +33,23 @@ def run_pass(qd: Quarterdeck, collector: Collector) -> PassResult:
     """Collect once from a source and store the result; never raises for a source failure."""
     started_at = qd.clock()
     start = time.perf_counter()
-    labels = {"source": collector.name, "kind": collector.kind}
     topics: set[str] = set()
     try:
         records = collector.collect()
+    except SourceUnavailable as exc:
+        return _finish(
+            qd,
+            collector,
+            topics,
+            _failed(qd, collector, started_at, start, exc.reason, exc.config_error),
+        )
+    except Exception as exc:
+        log.exception("collector %s failed unexpectedly", collector.name)
+        reason = f"unexpected error: {type(exc).__name__}: {exc}"
+        return _finish(
+            qd, collector, topics, _failed(qd, collector, started_at, start, reason, False)
+        )
+    try:
         counts: dict[str, int] = {}
         with qd.store.session(write=True) as db:
             for record in records:
@@ -53,12 +66,19 @@ def run_pass(qd: Quarterdeck, collector: Collector) -> PassResult:
             if _record(db, collector, started_at, duration, ok=True, counts=counts):
                 topics.add("sources")
         result = PassResult(collector.name, True, duration, counts=counts)
-    except SourceUnavailable as exc:
-        result = _failed(qd, collector, started_at, start, exc.reason, exc.config_error)
     except Exception as exc:
-        log.exception("collector %s failed unexpectedly", collector.name)
-        reason = f"unexpected error: {type(exc).__name__}: {exc}"
+        # What the collector returned is lost; one that reports changes only must start over.
+        log.exception("writing what %s collected failed", collector.name)
+        resync = getattr(collector, "resync", None)
+        if resync is not None:
+            resync()
+        reason = f"could not store what was collected: {type(exc).__name__}: {exc}"
         result = _failed(qd, collector, started_at, start, reason, False)
+    return _finish(qd, collector, topics, result)
+
+
+def _finish(qd: Quarterdeck, collector: Collector, topics: set[str], result: PassResult):
+    labels = {"source": collector.name, "kind": collector.kind}
     qd.metrics.collector_runs.labels(**labels).inc()
     qd.metrics.collector_duration.labels(**labels).observe(result.duration_s)
     if not result.ok:
@@ -72,10 +92,19 @@ def run_pass(qd: Quarterdeck, collector: Collector) -> PassResult:
 def _failed(qd, collector, started_at, start, reason: str, config_error: bool) -> PassResult:
     duration = time.perf_counter() - start
     log.warning("source %s unavailable: %s", collector.name, reason)
-    with qd.store.session(write=True) as db:
-        _record(
-            db, collector, started_at, duration, ok=False, error=reason, config_error=config_error
-        )
+    try:
+        with qd.store.session(write=True) as db:
+            _record(
+                db,
+                collector,
+                started_at,
+                duration,
+                ok=False,
+                error=reason,
+                config_error=config_error,
+            )
+    except Exception:  # the store itself is down: the log and /metrics still tell
+        log.exception("could not record the failed pass of %s", collector.name)
     return PassResult(collector.name, False, duration, error=reason, config_error=config_error)
 
 
