@@ -67,3 +67,31 @@ def update_rows(connection: Connection, table: Table, rows: Sequence[dict]) -> N
     values = _converted(connection, table, columns)
     params = [(*v, row["_id"]) for v, row in zip(values, rows, strict=True)]
     connection.exec_driver_sql(sql, params)
+
+
+def insert_columns_keyed(
+    connection: Connection,
+    table: Table,
+    columns: dict[str, list],
+    key_column: str,
+    parent: Table,
+    parent_keys: dict[str, list],
+) -> None:
+    """Insert rows whose `key_column` is the id of the `parent` row matching `parent_keys`.
+
+    The database looks each parent id up itself (INSERT ... SELECT on the parent's unique key),
+    so new parent rows need not be read back first.
+    """
+    if not columns or not next(iter(columns.values())):
+        return
+    mark = _placeholder(connection)
+    names = ", ".join(_quote(connection, c) for c in (key_column, *columns))
+    values = ", ".join([mark] * len(columns))
+    where = " AND ".join(f"{_quote(connection, c)} = {mark}" for c in parent_keys)
+    sql = (
+        f"INSERT INTO {_quote(connection, table.name)} ({names}) "  # noqa: S608
+        f"SELECT id, {values} FROM {_quote(connection, parent.name)} WHERE {where}"
+    )
+    own = _converted(connection, table, columns)
+    keys = _converted(connection, parent, parent_keys)
+    connection.exec_driver_sql(sql, [a + b for a, b in zip(own, keys, strict=True)])

@@ -14,7 +14,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from app.models import Check, HealthTransition, Instance, Service, ServiceUpstream
-from app.store.bulk import insert_columns, insert_rows, update_rows
+from app.store.bulk import insert_columns, insert_columns_keyed, insert_rows, update_rows
 from collectors.base import CatalogUpdate, CheckRecord, InstanceRecord, ServiceRecord
 
 # Worst first: the order a person on call wants to read them in.
@@ -533,28 +533,21 @@ def _insert_instances(session: Session, batch: _Batch, source: str, at: datetime
             "gone_at": [None] * count,
         },
     )
-    ids: dict[tuple[int, str, str], int] = {}
-    for chunk in _chunks(sorted({service_id for service_id, _, _ in inserts})):
-        rows = session.execute(
-            select(
-                instances_t.c.id,
-                instances_t.c.service_id,
-                instances_t.c.node,
-                instances_t.c.source_id,
-            ).where(instances_t.c.service_id.in_(chunk))
-        ).all()
-        ids.update({(sid, node, source_id): new_id for new_id, sid, node, source_id in rows})
-    checks = [
-        (ids[(service_id, i.node, i.id)], c) for service_id, i, _ in inserts for c in i.checks
-    ]
-    insert_columns(
+    checks = [(i, c) for _, i, _ in inserts for c in i.checks]
+    insert_columns_keyed(
         session.connection(),
         checks_t,
         {
-            "instance_id": [instance_id for instance_id, _ in checks],
             "check_id": [c.check_id for _, c in checks],
             "observed_at": [at] * len(checks),
             **{f: [getattr(c, f) for _, c in checks] for f in _CHECK_FIELDS},
+        },
+        "instance_id",
+        instances_t,
+        {
+            "source": [source] * len(checks),
+            "node": [i.node for i, _ in checks],
+            "source_id": [i.id for i, _ in checks],
         },
     )
 
