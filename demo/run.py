@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import secrets
 import tempfile
 from pathlib import Path
@@ -54,6 +55,8 @@ def run_demo(bind: str) -> int:
     from demo.fleet_seed import seed_demo_fleet
     from demo.weather import DemoWeather
 
+    # Sign-ins need not outlive the demo: a fresh session key each run, unless one is set.
+    os.environ.setdefault("QUARTERDECK_SECRET_KEY", secrets.token_hex(32))
     workdir = Path(tempfile.mkdtemp(prefix="quarterdeck-demo-"))
     consul = ConsulDouble()
     instances = seed_demo_fleet(consul)
