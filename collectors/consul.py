@@ -88,10 +88,11 @@ class ConsulCollector:
     ) -> None:
         parts = urlsplit(url)
         self.name = name
-        self.url = url
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or (443 if parts.scheme == "https" else 8500)
         self._scheme = parts.scheme or "http"
+        # Shown in errors on pages and in logs: never with credentials from the URL.
+        self.url = f"{self._scheme}://{self._host}:{self._port}"
         self._token = token or None
         self._dc = datacenter or None
         self._verify = verify

@@ -81,3 +81,19 @@ def test_consul_http_token_is_used_when_it_is_the_configured_variable(
     qd = make_consul_qd(token_env="CONSUL_HTTP_TOKEN")
 
     assert run_pass(qd, make_collector(qd)).ok
+
+
+def test_credentials_in_the_consul_url_never_reach_the_error_shown(make_qd, make_api):
+    from app.collection.runner import run_pass
+    from app.config import ConsulConfig
+    from collectors.consul import ConsulCollector
+
+    qd = make_qd(consul=ConsulConfig(url="http://ops:hunter2@127.0.0.1:1", wait_s=1))
+    collector = ConsulCollector.from_config(qd.config.consul, clock=qd.clock)
+    try:
+        result = run_pass(qd, collector)
+    finally:
+        collector.close()
+    assert not result.ok and "127.0.0.1:1" in result.error
+    assert "hunter2" not in result.error
+    assert "hunter2" not in str(make_api(qd).source())
