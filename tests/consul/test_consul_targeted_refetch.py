@@ -50,7 +50,7 @@ def test_a_check_flap_patches_only_the_flapping_service_without_fetching_it(
     assert fetched_services(counting_proxy.requests[before:]) == set()
 
 
-def test_a_re_registration_without_a_visible_catalog_change_is_found_by_a_sweep_that_decodes_only_it(
+def test_a_re_registration_the_catalog_does_not_show_is_found_by_a_sweep(
     double, fleet, counting_proxy, make_consul_qd, make_collector, eventually
 ):
     qd = make_consul_qd(url=counting_proxy.url, wait_s=5)
