@@ -63,7 +63,10 @@ def run_pass(qd: Quarterdeck, collector: Collector) -> PassResult:
                 else:
                     raise TypeError(f"unknown record type {type(record).__name__}")
             duration = time.perf_counter() - start
-            if _record(db, collector, started_at, duration, ok=True, counts=counts):
+            warnings = [w.to_json() for w in getattr(collector, "warnings", list)()]
+            if _record(
+                db, collector, started_at, duration, ok=True, counts=counts, warnings=warnings
+            ):
                 topics.add("sources")
         result = PassResult(collector.name, True, duration, counts=counts)
     except Exception as exc:
@@ -118,8 +121,12 @@ def _record(
     counts: dict | None = None,
     error: str = "",
     config_error: bool = False,
+    warnings: list[dict] | None = None,
 ) -> bool:
-    """Store the run and the source's status; return True when the status flipped."""
+    """Store the run and the source's status; return True when the status or warnings changed.
+
+    `warnings` None keeps the stored ones (a failed pass cannot tell whether they still hold).
+    """
     db.add(
         CollectorRun(
             source=collector.name,
@@ -136,6 +143,9 @@ def _record(
         status = SourceStatus(name=collector.name, kind=collector.kind)
         db.add(status)
     flipped = status.ok != ok
+    if warnings is not None and warnings != (status.warnings or []):
+        status.warnings = warnings
+        flipped = True
     status.kind = collector.kind
     status.last_run_at = started_at
     status.ok = ok

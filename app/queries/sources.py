@@ -26,6 +26,8 @@ class SourceView:
     error_kind: str
     age_s: float | None
     stale_after_s: float
+    # What the source's collector warned of on its last successful pass (see SourceWarning).
+    warnings: tuple[dict, ...] = ()
 
     @property
     def stale(self) -> bool:
@@ -49,6 +51,7 @@ class SourceView:
             "last_error_at": iso(self.last_error_at),
             "error_kind": self.error_kind or None,
             "age_s": None if self.age_s is None else round(self.age_s, 1),
+            "warnings": [dict(w) for w in self.warnings],
         }
 
 
@@ -108,4 +111,5 @@ def _view(source: ConfiguredSource, row: SourceStatus | None, now: datetime) -> 
         error_kind="" if row.ok else row.error_kind,
         age_s=age,
         stale_after_s=source.stale_after_s,
+        warnings=tuple(w for w in (row.warnings or []) if isinstance(w, dict)),
     )
