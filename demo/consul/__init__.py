@@ -1,8 +1,8 @@
 """A protocol-faithful double of the Consul HTTP API, for the test-suite and `quarterdeck demo`.
 
 One object plays the servers and every node's agent: catalog, health, agent maintenance, KV with
-CAS and locks, sessions, blocking queries with per-endpoint `X-Consul-Index`, ACL tokens, `?dc`,
-and injectable faults. Tests and the demo change its state through ConsulDouble's methods;
+CAS and locks, sessions, blocking queries with per-endpoint `X-Consul-Index`, ACL tokens and
+policies with Consul >= 1.13's filtered reads, `?dc`, and injectable faults. Tests and the demo change its state through ConsulDouble's methods;
 clients talk to it over real HTTP at `ConsulDouble.url`.
 """
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
+from demo.consul.acl import ACLStore
 from demo.consul.catalog import CONSUL_VERSION, PASSING, Catalog, Check, Service
 from demo.consul.endpoints import CatalogEndpoints
 from demo.consul.faults import FaultPlan
@@ -27,7 +29,14 @@ class ConsulDouble:
         acl_token: str | None = None,
         datacenter: str = "dc1",
         node_name: str = "consul-server-1",
+        acl_default_policy: str | None = None,
     ) -> None:
+        """ACLs are on when acl_token (a management token) or acl_default_policy is given.
+
+        With ACLs on, `acl.default_policy` is "deny" unless told otherwise: the anonymous token
+        (a request with no token) and tokens made by create_acl_token() read only what their
+        policies allow, and list reads leave the rest out (X-Consul-Results-Filtered-By-ACLs).
+        """
         self.acl_token = acl_token
         self.datacenter = datacenter
         self.node_name = node_name
@@ -36,6 +45,14 @@ class ConsulDouble:
         self.kv = KVStore(self._raft)
         self.sessions = SessionStore(self._raft, self.catalog, self.kv)
         self._faults = FaultPlan()
+        self.acl = ACLStore(
+            enabled=acl_token is not None or acl_default_policy is not None,
+            default_policy=acl_default_policy or "deny",
+        )
+        if acl_token is not None:
+            self.acl.create_token(
+                acl_token, description="Initial Management Token", management=True
+            )
         self._epoch = 0
         self._server: DoubleHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -43,10 +60,10 @@ class ConsulDouble:
         self._port = 0
         reads = BlockingReads(self._raft, self._is_live)
         routes = [
-            *CatalogEndpoints(reads, self.catalog, node_name).routes(),
+            *CatalogEndpoints(reads, self.catalog, self.acl, node_name).routes(),
             *KVEndpoints(reads, self.kv, self.sessions, node_name).routes(),
         ]
-        self._dispatcher = Dispatcher(routes, datacenter, acl_token, self._faults, self._is_live)
+        self._dispatcher = Dispatcher(routes, datacenter, self.acl, self._faults, self._is_live)
         # Like a real cluster: the server's own node, with the "consul" service on it.
         self.register_node(node_name, "127.0.0.1")
         self.catalog.register_service(
@@ -274,6 +291,65 @@ class ConsulDouble:
     def destroy_session(self, session_id: str) -> None:
         """Invalidate a session, releasing or deleting its keys."""
         self.sessions.destroy(session_id)
+
+    # ----- ACL ------------------------------------------------------------------------------
+
+    def create_acl_policy(
+        self, name: str, rules: Mapping[str, Any] | str, description: str = ""
+    ) -> str:
+        """Create or replace a policy; return its ID.
+
+        Rules are Consul's policy rules in their JSON form, a level per name, e.g.
+        {"service_prefix": {"": "read"}, "node_prefix": {"": "read"}, "key": {"app/x": "write"}}
+        ({"policy": "read"} is accepted for a level, as in Consul's JSON rules).
+        """
+        return self.acl.create_policy(name, rules, description).id
+
+    def create_acl_token(
+        self,
+        secret_id: str | None = None,
+        policies: Sequence[str] = (),
+        description: str = "",
+        accessor_id: str | None = None,
+        rules: Mapping[str, Any] | str | None = None,
+    ) -> str:
+        """Create or replace a token with named policies (and/or inline rules); return its secret.
+
+        secret_id "anonymous" changes what requests without a token may do.
+        """
+        names = list(policies)
+        if rules is not None:
+            secret_id = secret_id or str(uuid.uuid4())
+            name = f"token-{uuid.uuid5(uuid.NAMESPACE_OID, secret_id).hex[:12]}"
+            self.acl.create_policy(name, rules, "inline rules of one token")
+            names.append(name)
+        return self.acl.create_token(secret_id, names, description, accessor_id).secret_id
+
+    def delete_acl_token(self, secret_id: str) -> None:
+        """Delete a token; its secret is then answered with 403 "ACL not found"."""
+        self.acl.delete_token(secret_id)
+
+    def acl_accessor_id(self, secret_id: str) -> str:
+        """A token's AccessorID (what Consul's permission-denied messages name)."""
+        token = self.acl.token(secret_id)
+        if token is None:
+            raise KeyError("no ACL token with that secret")
+        return token.accessor_id
+
+    # ----- requests -------------------------------------------------------------------------
+
+    def request_count(self, path_prefix: str = "/", method: str | None = None) -> int:
+        """How many requests reached the double on paths under path_prefix (since a reset)."""
+        counts = self._dispatcher.request_counts()
+        return sum(
+            n
+            for (verb, path), n in counts.items()
+            if path.startswith(path_prefix) and (method is None or verb == method)
+        )
+
+    def reset_request_counts(self) -> None:
+        """Start counting requests from zero."""
+        self._dispatcher.request_counts(reset=True)
 
     # ----- faults ---------------------------------------------------------------------------
 

@@ -53,6 +53,8 @@ class Request:
     body: bytes
     epoch: int
     arg: str = ""
+    # The token's acl.Authorizer, set by the dispatcher (an allow-all one when ACLs are off).
+    authz: Any = None
 
     def has(self, name: str) -> bool:
         """Whether a query parameter is present, with or without a value."""
@@ -107,8 +109,9 @@ class Route:
     path: str
     methods: tuple[str, ...]
     handler: Callable[[Request], Response]
-    # (resource, access, name) for the ACL message, or None for endpoints that need no token.
-    acl: Callable[[Request], tuple[str, str, str]] | None = None
+    # The token is resolved when acl is set; a (resource, access, name) it returns must be
+    # granted, None leaves it to the handler (which filters what the token may not read).
+    acl: Callable[[Request], tuple[str, str, str] | None] | None = None
     # Endpoints answered by the servers honour ?dc; agent-local ones do not.
     forwarded: bool = True
 
@@ -147,6 +150,11 @@ def encode_json(body: Any, pretty: bool) -> bytes:
 def acl_named(resource: str, access: str) -> Callable[[Request], tuple[str, str, str]]:
     """An ACL descriptor naming the path argument (a service, node or key)."""
     return lambda request: (resource, access, request.arg)
+
+
+def acl_filtered(request: Request) -> None:
+    """An ACL descriptor for reads that filter their results by the token's permissions."""
+    return None
 
 
 def acl_unnamed(resource: str, access: str) -> Callable[[Request], tuple[str, str, str]]:

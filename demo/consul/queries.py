@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,25 @@ MAX_WAIT_S = 600.0
 
 Render = Callable[[], Any]
 Predicate = Callable[[Any], bool]
+
+
+@dataclass
+class Visible:
+    """What a render leaves after ACL filtering, and whether it removed anything."""
+
+    body: Any
+    filtered: bool
+
+
+def keep_visible(items: Iterable[Any], allowed: Predicate) -> Visible:
+    """The items the token may read (aclFilter's filter* functions, which report removals)."""
+    kept, removed = [], False
+    for item in items:
+        if allowed(item):
+            kept.append(item)
+        else:
+            removed = True
+    return Visible(kept, removed)
 
 
 @dataclass(frozen=True)
@@ -91,7 +110,13 @@ class BlockingReads:
             self.ensure_live(request)
             current = index()
             result = render()
+        filtered = isinstance(result, Visible) and result.filtered
+        if isinstance(result, Visible):
+            result = result.body
         response = result if isinstance(result, Response) else Response(body=result)
+        if filtered:
+            # agent/http.go setResultsFilteredByACLs: the header only when something was removed.
+            response.headers["X-Consul-Results-Filtered-By-ACLs"] = "true"
         if predicate is not None and isinstance(response.body, list):
             response.body = [record for record in response.body if predicate(record)]
         # Consul never answers index 0: a client would then spin on ?index=0.
