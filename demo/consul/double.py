@@ -17,6 +17,7 @@ from demo.consul.kv import KVStore
 from demo.consul.kv_endpoints import KVEndpoints
 from demo.consul.queries import BlockingReads
 from demo.consul.raft import RaftState
+from demo.consul.rate_faults import RateFaults
 from demo.consul.server import Dispatcher, DoubleHTTPServer
 from demo.consul.sessions import SessionStore
 
@@ -59,6 +60,8 @@ class ConsulDouble:
         self._host = "127.0.0.1"
         self._port = 0
         reads = BlockingReads(self._raft, self._is_live)
+        self._reads = reads
+        self._rate_faults = RateFaults(self.catalog, reads)
         routes = [
             *CatalogEndpoints(reads, self.catalog, self.acl, node_name).routes(),
             *KVEndpoints(reads, self.kv, self.sessions, node_name).routes(),
@@ -96,7 +99,11 @@ class ConsulDouble:
         return self
 
     def stop(self) -> None:
-        """Stop listening and drop every connection, pending blocking queries included."""
+        """Stop listening and drop every connection, pending blocking queries included.
+
+        Rate faults (start_fault) stop with it.
+        """
+        self._rate_faults.shutdown()
         server, thread = self._server, self._thread
         if server is None:
             return
@@ -353,18 +360,66 @@ class ConsulDouble:
 
     # ----- faults ---------------------------------------------------------------------------
 
-    def inject_fault(self, path_prefix: str, kind: str, count: int | None = None) -> None:
+    def inject_fault(
+        self,
+        path_prefix: str,
+        kind: str,
+        count: int | None = None,
+        index_moves: bool | None = None,
+    ) -> None:
         """Answer requests under path_prefix badly: see FAULT_KINDS.
 
         malformed_json: 200 with a truncated body; missing_fields: valid JSON without the key
         each record needs (health entries lose "Service"); http_500: "No cluster leader";
-        disconnect: the connection closes without an answer; index_backwards: X-Consul-Index 1.
+        disconnect: the connection closes without an answer; index_backwards: X-Consul-Index 1;
+        spurious_wake: a blocking query (one with ?index) returns at once with nothing changed,
+        at the index it sent (index_moves=False), at a higher one (True), or alternately
+        (None, the same index first). Only blocking queries use up its count.
         """
-        self._faults.add(path_prefix, kind, count)
+        self._faults.add(path_prefix, kind, count, index_moves)
+
+    def start_fault(
+        self,
+        kind: str,
+        rate_per_s: float,
+        path_prefix: str = "/v1/",
+        services: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+        index_moves: bool | None = None,
+    ) -> None:
+        """Run a rate fault from the double's background thread: see RATE_FAULT_KINDS.
+
+        churn: rate_per_s re-registrations a second, each a real change (the "double-churn"
+        meta value) of a random instance of `services` (default: any but "consul", less
+        `exclude`), moving the services, nodes, service.<name> and node.<name> indexes.
+        output_churn: rate_per_s check-output changes a second in all, statuses unchanged,
+        moving the checks index and the check's service index. spurious_wake: rate_per_s
+        times a second, every blocking query under path_prefix returns with nothing changed
+        (index_moves as for inject_fault; None alternates). Starting a running kind again
+        replaces it; stop_fault(), clear_faults() and stop() end them.
+        """
+        self._rate_faults.start(kind, rate_per_s, path_prefix, services, exclude, index_moves)
+
+    def stop_fault(self, kind: str | None = None) -> None:
+        """Stop one rate fault, or all of them."""
+        self._rate_faults.stop(kind)
+
+    def rate_faults(self) -> list[str]:
+        """The rate faults that are running."""
+        return self._rate_faults.running()
+
+    def fault_events(self, kind: str) -> int:
+        """How many events a rate fault has caused: changes made, or blocking queries woken."""
+        return self._rate_faults.events(kind)
+
+    def spurious_wake(self, path_prefix: str = "/v1/", index_moves: bool = False) -> int:
+        """End the blocking queries waiting under path_prefix now, nothing changed; how many."""
+        return self._reads.spurious_wake(path_prefix, index_moves)
 
     def clear_faults(self) -> None:
-        """Remove every injected fault."""
+        """Remove every injected fault and stop every rate fault."""
         self._faults.clear()
+        self._rate_faults.stop()
 
     def _is_live(self, epoch: int) -> bool:
         return self._server is not None and epoch == self._epoch

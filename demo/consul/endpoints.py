@@ -101,7 +101,9 @@ class CatalogEndpoints:
             }
             return Visible(body, names.filtered)
 
-        return self._reads.read(request, lambda: self._raft.tables["services"], render)
+        return self._reads.read(
+            request, lambda: self._raft.tables["services"], render, index_key="services"
+        )
 
     def catalog_service(self, request: Request) -> Response:
         """GET /v1/catalog/service/<name>: instances in the flat catalog shape."""
@@ -111,8 +113,13 @@ class CatalogEndpoints:
             visible = keep_visible(self._instances(request, name), self._instance_visible(request))
             return Visible([self._catalog_row(s) for s in visible.body], visible.filtered)
 
+        # state/catalog.go serviceNodesTxn: the service's own index entry, "service.<name>".
         return self._reads.read(
-            request, lambda: self._catalog.service_index(name, checks=False), render, True
+            request,
+            lambda: self._catalog.service_index(name, checks=False),
+            render,
+            True,
+            f"service.{name}",
         )
 
     def catalog_nodes(self, request: Request) -> Response:
@@ -128,7 +135,7 @@ class CatalogEndpoints:
             body = [shapes.node_json(node, self._datacenter) for node in visible.body]
             return Visible(body, visible.filtered)
 
-        return self._reads.read(request, lambda: self._raft.tables["nodes"], render, True)
+        return self._reads.read(request, lambda: self._raft.tables["nodes"], render, True, "nodes")
 
     def catalog_node(self, request: Request) -> Response:
         """GET /v1/catalog/node/<node>: the node and its services, or null."""
@@ -153,7 +160,9 @@ class CatalogEndpoints:
             }
             return Visible(body, visible.filtered)
 
-        return self._reads.read(request, lambda: self._catalog.node_index(name), render)
+        return self._reads.read(
+            request, lambda: self._catalog.node_index(name), render, index_key=f"node.{name}"
+        )
 
     def catalog_datacenters(self, request: Request) -> Response:
         """GET /v1/catalog/datacenters."""
@@ -185,7 +194,11 @@ class CatalogEndpoints:
             return Visible(entries, visible.filtered)
 
         return self._reads.read(
-            request, lambda: self._catalog.service_index(name, checks=True), render, True
+            request,
+            lambda: self._catalog.service_index(name, checks=True),
+            render,
+            True,
+            f"service.{name}",
         )
 
     def health_checks(self, request: Request) -> Response:
@@ -202,7 +215,11 @@ class CatalogEndpoints:
             return self._visible_checks(request, checks)
 
         return self._reads.read(
-            request, lambda: self._catalog.service_index(name, checks=True), render, True
+            request,
+            lambda: self._catalog.service_index(name, checks=True),
+            render,
+            True,
+            f"service.{name}",
         )
 
     def health_state(self, request: Request) -> Response:
@@ -219,7 +236,9 @@ class CatalogEndpoints:
             ]
             return self._visible_checks(request, checks)
 
-        return self._reads.read(request, lambda: self._raft.tables["checks"], render, True)
+        return self._reads.read(
+            request, lambda: self._raft.tables["checks"], render, True, "checks"
+        )
 
     def health_node(self, request: Request) -> Response:
         """GET /v1/health/node/<node>: the node's checks, its services' included."""
@@ -229,7 +248,9 @@ class CatalogEndpoints:
             checks = self._catalog.checks.get(name, {})
             return self._visible_checks(request, [checks[cid] for cid in sorted(checks)])
 
-        return self._reads.read(request, lambda: self._catalog.node_index(name), render, True)
+        return self._reads.read(
+            request, lambda: self._catalog.node_index(name), render, True, f"node.{name}"
+        )
 
     # ----- agent ----------------------------------------------------------------------------
 

@@ -55,6 +55,8 @@ class Request:
     arg: str = ""
     # The token's acl.Authorizer, set by the dispatcher (an allow-all one when ACLs are off).
     authz: Any = None
+    # An injected spurious wake for this blocking query: "same" or "moved" index, or "".
+    spurious: str = ""
 
     def has(self, name: str) -> bool:
         """Whether a query parameter is present, with or without a value."""

@@ -92,7 +92,11 @@ class Dispatcher:
         if route.forwarded and dc and dc != self._datacenter:
             raise HTTPError(500, "No path to datacenter")
         self._authorize(request, route)
-        fault = self._faults.take(request.path)
+        taken = self._faults.take(request.path, blocking=request.get("index") not in ("", "0"))
+        fault = taken[0] if taken else None
+        if fault == "spurious_wake":
+            request.spurious = taken[1] if taken else ""
+            fault = None
         if fault == "http_500":
             # The 500 Consul answers most often: a server without a leader.
             raise HTTPError(500, "No cluster leader")
