@@ -115,8 +115,10 @@ class Catalog:
         self.checks: dict[str, dict[str, Check]] = {}
         self._service_index: dict[str, int] = {}
         self._node_index: dict[str, int] = {}
-        # Consul state store: "service_last_extinction" answers for names no longer registered.
+        # Consul state store: "service_last_extinction" answers for names no longer registered,
+        # "node_last_extinction" for nodes.
         self._extinction_index = 0
+        self._node_extinction_index = 0
         # Sessions listen here: a check that fails or disappears invalidates sessions tied to it.
         self.on_check_failed: list[Callable[[Txn, Check], None]] = []
         self.on_node_removed: list[Callable[[Txn, str], None]] = []
@@ -152,7 +154,7 @@ class Catalog:
                 txn.touch("checks")
             del self.nodes[name], self.by_node[name], self.checks[name]
             self._node_index.pop(name, None)
-            txn.touch("nodes")
+            self._node_extinction_index = txn.touch("nodes")
             for hook in self.on_node_removed:
                 hook(txn, name)
 
@@ -307,8 +309,10 @@ class Catalog:
         return self._raft.tables["checks" if checks else "services"]
 
     def node_index(self, name: str) -> int:
-        """The index a blocking query on one node waits on."""
-        return self._node_index.get(name, self._raft.tables["nodes"])
+        """The index a blocking query on one node waits on (node.<name>, else the extinction)."""
+        if name in self._node_index:
+            return self._node_index[name]
+        return self._node_extinction_index or self._raft.tables["nodes"]
 
     def service_checks(self, service: Service) -> list[Check]:
         """The node's checks plus the service's own, in check-ID order as Consul lists them."""

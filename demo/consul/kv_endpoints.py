@@ -15,6 +15,7 @@ from demo.consul.protocol import (
     acl_filtered,
     acl_named,
     parse_duration,
+    parse_uint64,
 )
 from demo.consul.queries import BlockingReads, Visible, keep_visible, required
 from demo.consul.sessions import Session, SessionRejected, SessionStore
@@ -220,9 +221,11 @@ def _uint_param(request: Request, name: str) -> int | None:
     if not request.has(name):
         return None
     raw = request.get(name)
-    if not raw.isdigit():
-        raise HTTPError(400, f'strconv.ParseUint: parsing "{raw}": invalid syntax')
-    return int(raw)
+    try:
+        return parse_uint64(raw)
+    except ValueError:
+        reason = "value out of range" if raw.isascii() and raw.isdigit() else "invalid syntax"
+        raise HTTPError(400, f'strconv.ParseUint: parsing "{raw}": {reason}') from None
 
 
 def _no_conflicting_flags(request: Request, *names: str) -> None:

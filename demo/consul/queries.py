@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from demo.consul.bexpr import FilterError, compile_filter
-from demo.consul.protocol import Disconnect, HTTPError, Request, Response, parse_duration
+from demo.consul.protocol import (
+    Disconnect,
+    HTTPError,
+    Request,
+    Response,
+    parse_duration,
+    parse_uint64,
+)
 from demo.consul.raft import RaftState
 
 # Consul agent: a blocking query waits 5 minutes by default and at most 10.
@@ -49,6 +56,7 @@ class QueryOptions:
 
 def query_options(request: Request) -> QueryOptions:
     """Parse ?index, ?wait, ?stale and ?consistent as Consul does."""
+    # agent/http.go parseWait: time.ParseDuration, then strconv.ParseUint(index, 10, 64).
     wait_s = 0.0
     if request.get("wait"):
         try:
@@ -57,16 +65,18 @@ def query_options(request: Request) -> QueryOptions:
             raise HTTPError(400, "Invalid wait time") from None
     min_index = 0
     if request.get("index"):
-        if not request.get("index").isdigit():
-            raise HTTPError(400, "Invalid index")
-        min_index = int(request.get("index"))
+        try:
+            min_index = parse_uint64(request.get("index"))
+        except ValueError:
+            raise HTTPError(400, "Invalid index") from None
     stale, consistent = request.has("stale"), request.has("consistent")
     if stale and consistent:
         raise HTTPError(400, "Cannot specify ?stale with ?consistent, conflicting semantics.")
+    # agent/consul/rpc.go blockingQuery: a zero or negative wait is the default (5 min), the
+    # cap is max_query_time (10 min), then up to wait/16 of jitter (lib.RandomStagger).
     if wait_s <= 0:
         wait_s = DEFAULT_WAIT_S
     wait_s = min(wait_s, MAX_WAIT_S)
-    # Consul adds up to wait/16 of jitter so many watchers do not wake together.
     wait_s += random.uniform(0, wait_s / 16)
     consistency = "stale" if stale else "consistent" if consistent else "leader"
     return QueryOptions(min_index, wait_s, consistency)
