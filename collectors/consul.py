@@ -100,7 +100,7 @@ class ConsulCollector:
         self._generation = 0
         self._model: CatalogModel | None = None
         self._last_model: CatalogModel | None = None
-        self._start_indexes: dict[str, int] = {}
+        self._start_answers: dict[str, Answer] = {}
         self._watches: dict[str, Watch] = {}
         self._reconciler: Reconciler | None = None
         self._fetched: dict[str, Answer] = {}
@@ -190,11 +190,7 @@ class ConsulCollector:
             self._acl.note_read(NODES, nodes.filtered)
             self._acl.note_read(HEALTH, health.filtered)
             self._model = model
-            self._start_indexes = {
-                "catalog": catalog.index,
-                "nodes": nodes.index,
-                "checks": health.index,
-            }
+            self._start_answers = {"catalog": catalog, "nodes": nodes, "checks": health}
         records = model.changed_records(set(model.services))
         # A catalog narrowed by ACLs does not list every service: none may be taken as gone.
         return CatalogUpdate(
@@ -343,7 +339,8 @@ class ConsulCollector:
                 name: Watch(
                     name,
                     read,
-                    index=self._start_indexes[name],
+                    index=self._start_answers[name].index,
+                    answer=self._start_answers[name],
                     wait_s=self.wait_s,
                     churn_interval_s=interval,
                     cond=self._cond,

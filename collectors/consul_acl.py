@@ -41,11 +41,9 @@ class AclFilters:
         """Remember whether ACLs filtered a service's health entries, and how much."""
         if not answer.filtered:
             self._services.pop(name, None)
-        elif not answer.unchanged:
+        else:
             # Nothing left: the service itself is hidden; some entries left: some nodes are.
             self._services[name] = "node:read" if answer.data else "service:read"
-        else:
-            self._services.setdefault(name, "node:read")
 
     def warnings(self) -> list[SourceWarning]:
         """One warning per filtered watched read, and one per permission for services."""

@@ -176,7 +176,8 @@ def _decoder(what: str, known_index: int | None):
             raise SourceUnavailable(f"Consul error on {what}: {code} {short(text)}")
         index = parse_index(headers.get("X-Consul-Index"))
         filtered = str(headers.get(FILTERED_HEADER, "")).lower() == "true"
-        if known_index is not None and index == known_index:
+        # A filtered answer is always decoded: what it still shows says which permission lacks.
+        if known_index is not None and index == known_index and not filtered:
             return Answer(index=index, data=None, filtered=filtered, unchanged=True)
         try:
             data = json.loads(body)

@@ -48,6 +48,7 @@ class Watch:
         read: Callable[[int, str], Answer],
         *,
         index: int,
+        answer: Answer | None = None,
         wait_s: int,
         churn_interval_s: float,
         cond: threading.Condition,
@@ -57,7 +58,8 @@ class Watch:
     ) -> None:
         self.name = name
         self.describe = describe
-        self.state = WatchState(index=max(index, 0))
+        # The answer the index came with: a filtered one is compared by content too.
+        self.state = WatchState(index=max(index, 0), answer=answer)
         self._read = read
         self._wait = f"{max(1, wait_s)}s"
         self.churn_interval_s = churn_interval_s
@@ -109,6 +111,10 @@ class Watch:
         if answer.index < state.index:
             # Consul: an index that goes backwards means start over from 0.
             state.index = 0
+        elif answer.index == state.index and self._acl_changed(answer):
+            # A policy edit changes what a token sees without moving any index.
+            state.answer = answer
+            state.changed = True
         elif answer.index != state.index:
             # Consul: keep the index at 1 or more (0 would not block).
             state.index = max(answer.index, 1)
@@ -119,6 +125,12 @@ class Watch:
                 recent = sum(1 for t in self._moves if t >= now - 1.0)
                 self.churning = recent >= CHURN_ENTER_MOVES
         self._calm_down(now)
+
+    def _acl_changed(self, answer: Answer) -> bool:
+        last = self.state.answer
+        if last is None or not (answer.filtered or last.filtered):
+            return False
+        return answer.filtered != last.filtered or answer.data != last.data
 
     def _calm_down(self, now: float) -> None:
         moves = self._moves
