@@ -54,6 +54,7 @@ class Reconciler:
         self._urgent: set[str] = set()
         self._sweep_wanted = False
         self._sweep: list[str] = []
+        self._sweeping = False  # from a sweep's start to the end of its last slice's budget
         # The first hint sweeps at once; the first periodic sweep comes after sweep_every_s.
         self._last_sweep_at = time.monotonic() - min_sweep_interval_s
         self.thread: threading.Thread | None = None
@@ -94,7 +95,7 @@ class Reconciler:
     def busy(self) -> bool:
         """Whether work is queued or a sweep is under way."""
         with self._cond:
-            return bool(self._urgent or self._sweep or self._sweep_wanted)
+            return bool(self._urgent or self._sweeping or self._sweep_wanted)
 
     def _loop(self) -> None:
         while not self._stop.is_set() and self._alive():
@@ -109,14 +110,18 @@ class Reconciler:
                 return
             self.fetched += len(names)
             self._deliver(answers)
-            if self._sweep:
+            if self._sweeping:
                 # Keep a sweep under its rate; urgent names are not held back.
-                budget = len(names) / self.rate_per_s - (time.monotonic() - started)
+                deadline = started + len(names) / self.rate_per_s
                 with self._cond:
-                    if budget > 0 and not self._urgent:
-                        self._cond.wait_for(
-                            lambda: bool(self._urgent) or self._stop.is_set(), budget
-                        )
+                    self._cond.wait_for(
+                        lambda d=deadline: (
+                            self._urgent or self._stop.is_set() or time.monotonic() >= d
+                        ),
+                        max(0.0, deadline - time.monotonic()),
+                    )
+                    if time.monotonic() >= deadline and not self._sweep:
+                        self._sweeping = False
 
     def _next_slice(self) -> list[str]:
         with self._cond:
@@ -136,6 +141,7 @@ class Reconciler:
                     self._sweep_wanted = False
                     self._last_sweep_at = now
                     self._sweep = sorted(self._names())
+                    self._sweeping = True
                     self.sweeps += 1
                     continue
                 due = self._last_sweep_at + (
