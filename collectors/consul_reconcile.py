@@ -19,7 +19,7 @@ from collectors.consul_api import Answer
 
 SLICE = 100
 # A sweep reads at most this many services a second; a hint never starts two within this.
-SWEEP_RATE_PER_S = 400.0
+SWEEP_RATE_PER_S = 100.0
 MIN_SWEEP_INTERVAL_S = 5.0
 
 FetchMany = Callable[[list[str]], dict[str, Answer]]
