@@ -78,20 +78,19 @@ class CollectorLoop:
 
 
 def live_collector(tmp: Path, label: str, double: DoubleProcess, args, health_watch: str):
+    """A fresh store, an API client with a token, and the collector running on both."""
     qd = fresh_qd(tmp, label, double.url, args.wait_s)
+    # Before the collector starts: on SQLite its first write holds the lock for seconds.
+    with qd.store.session() as db:
+        create_user(db, "bench-viewer", "viewer", "bench password, not secret")
+        token = create_token(db, "bench", "viewer")
+    client = (create_app(qd=qd).test_client(), {"Authorization": f"Bearer {token}"})
     collector = ConsulCollector(
         double.url, wait_s=args.wait_s, clock=qd.clock, health_watch=health_watch
     )
     loop = CollectorLoop(qd, collector)
     wait_for_first_pass(qd)
-    return qd, loop
-
-
-def api_client(qd):
-    with qd.store.session() as db:
-        create_user(db, "bench-viewer", "viewer", "bench password, not secret")
-        token = create_token(db, "bench", "viewer")
-    return create_app(qd=qd).test_client(), {"Authorization": f"Bearer {token}"}
+    return qd, loop, client
 
 
 def measure_latency(args, double: DoubleProcess, shows, changes: int, seed_offset: int = 0):
@@ -165,10 +164,9 @@ def case_faulted(args, double: DoubleProcess, tmp: Path, case: str) -> dict:
         for k in range(args.repeats):
             bare.append(bare_fetch(double.url))
             ours.append(full_pass(tmp, f"{case}-pass-{k}", double.url)[0])
-        qd, loop = live_collector(tmp, f"{case}-live", double, args, NON_PASSING)
+        qd, loop, (client, headers) = live_collector(tmp, f"{case}-live", double, args, NON_PASSING)
         try:
             time.sleep(3)
-            client, headers = api_client(qd)
             events0 = double.fault_events(kind)
             cpu_started, wall_started = time.process_time(), time.perf_counter()
             fetches0 = double.request_count(FETCH)
@@ -235,12 +233,13 @@ def faulted_table(result: dict) -> str:
 
 
 def case_output_churn(args, double: DoubleProcess, tmp: Path, health_watch: str) -> dict:
-    qd, loop = live_collector(tmp, f"output-{health_watch}", double, args, health_watch)
+    qd, loop, (client, headers) = live_collector(
+        tmp, f"output-{health_watch}", double, args, health_watch
+    )
     double.start_fault("output_churn", OUTPUT_RATE_PER_S)
     try:
         time.sleep(5)
         cpu = cpu_window(double, args.cpu_window_s)
-        client, headers = api_client(qd)
         latency = measure_latency(
             args, double, api_shows(client, headers), args.output_changes, seed_offset=1
         )
