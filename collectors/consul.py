@@ -24,7 +24,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import CancelledError, ThreadPoolExecutor
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -42,7 +41,6 @@ from collectors.consul_model import (
 from collectors.consul_reconcile import MIN_SWEEP_INTERVAL_S, SWEEP_RATE_PER_S, Reconciler
 from collectors.consul_watch import Watch
 
-FETCH_WORKERS = 8
 # Slow loops while an index churns: health stays well inside its latency goal, hints wait more.
 HEALTH_CHURN_INTERVAL_S = 0.1
 HINT_CHURN_INTERVAL_S = 1.0
@@ -94,7 +92,6 @@ class ConsulCollector:
         self.min_sweep_interval_s = min_sweep_interval_s
         # A healthy watch reports at least once per wait (plus Consul's jitter of wait/16).
         self.stale_after_s = self.wait_s * 1.25 + 15
-        self._pool: ThreadPoolExecutor | None = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._generation = 0
@@ -129,23 +126,13 @@ class ConsulCollector:
         return self._reader.health_state(self.health_watch == NON_PASSING, index, wait)
 
     def _fetch_many(self, names: list[str]) -> dict[str, Answer]:
-        """Fetch services on the pool, skipping the decode of those whose index has not moved."""
+        """Fetch services, skipping the decode of those whose index has not moved."""
         with self._cond:
             model = self._model or self._last_model
             known = {n: model.known_index(n) if model else None for n in names}
-        if len(names) <= 1:
-            return {n: self._reader.health_service(n, known[n]) for n in names}
         if self._stop.is_set():
             raise SourceUnavailable("the Consul collector was closed")
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                max_workers=FETCH_WORKERS, thread_name_prefix=f"{self.name}-fetch"
-            )
-        try:
-            answers = self._pool.map(lambda n: self._reader.health_service(n, known[n]), names)
-            return dict(zip(names, answers, strict=True))
-        except (CancelledError, RuntimeError) as exc:  # close() ran while fetching
-            raise SourceUnavailable("the Consul collector was closed") from exc
+        return self._reader.health_services(known)
 
     # -- collection -------------------------------------------------------------------------
 
@@ -423,8 +410,6 @@ class ConsulCollector:
             self._cond.notify_all()
         if reconciler is not None:
             reconciler.wake()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
         self._reader.close()
         deadline = time.monotonic() + timeout
         for thread in self._threads:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Sequence
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -22,6 +23,7 @@ from collectors.base import SourceUnavailable
 
 # Consul >= 1.13: a 200 whose results the token's ACLs narrowed says so in this header.
 FILTERED_HEADER = "X-Consul-Results-Filtered-By-ACLs"
+FETCH_WORKERS = 8
 CATALOG = "/v1/catalog/services"
 NODES = "/v1/catalog/nodes"
 HEALTH = "/v1/health/state/any"
@@ -61,6 +63,7 @@ class ConsulReader:
         self._local = threading.local()
         self._clients: set[consul.Consul] = set()
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
     def read(
         self,
@@ -122,6 +125,23 @@ class ConsulReader:
         """One service's health entries; not decoded when its index is `known_index`."""
         return self.read(f"/v1/health/service/{quote(name, safe='')}", known_index=known_index)
 
+    def health_services(self, known: dict[str, int | None]) -> dict[str, Answer]:
+        """Fetch many services, FETCH_WORKERS at a time; `known` maps each to its known index."""
+        names = list(known)
+        if len(names) <= 1:
+            return {n: self.health_service(n, known[n]) for n in names}
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=FETCH_WORKERS, thread_name_prefix="consul-fetch"
+                )
+            pool = self._pool
+        try:
+            answers = pool.map(lambda n: self.health_service(n, known[n]), names)
+            return dict(zip(names, answers, strict=True))
+        except (CancelledError, RuntimeError) as exc:  # close() ran while fetching
+            raise SourceUnavailable("the Consul collector was closed") from exc
+
     def _client(self) -> consul.Consul:
         """This thread's client: requests sessions are not safe to share between threads."""
         client = getattr(self._local, "client", None)
@@ -150,7 +170,11 @@ class ConsulReader:
             client.http.session.close()
 
     def close(self) -> None:
-        """Close every thread's connections (pending long polls end with an error)."""
+        """Stop the fetch pool and close every thread's connections (long polls end)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             clients = list(self._clients)
         for client in clients:
