@@ -18,6 +18,7 @@ from demo.consul.kv_endpoints import KVEndpoints
 from demo.consul.queries import BlockingReads
 from demo.consul.raft import RaftState
 from demo.consul.rate_faults import RateFaults
+from demo.consul.registration import RegistrationEndpoints
 from demo.consul.server import Dispatcher, DoubleHTTPServer
 from demo.consul.sessions import SessionStore
 
@@ -65,6 +66,7 @@ class ConsulDouble:
         routes = [
             *CatalogEndpoints(reads, self.catalog, self.acl, node_name).routes(),
             *KVEndpoints(reads, self.kv, self.sessions, node_name).routes(),
+            *RegistrationEndpoints(self._raft, self.catalog, node_name).routes(),
         ]
         self._dispatcher = Dispatcher(routes, datacenter, self.acl, self._faults, self._is_live)
         # Like a real cluster: the server's own node, with the "consul" service on it.
