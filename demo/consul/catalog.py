@@ -131,6 +131,8 @@ class Catalog:
         # Sessions listen here: a check that fails or disappears invalidates sessions tied to it.
         self.on_check_failed: list[Callable[[Txn, Check], None]] = []
         self.on_node_removed: list[Callable[[Txn, str], None]] = []
+        # The agents' check runners listen here: (txn, check written, what it replaced).
+        self.on_check_put: list[Callable[[Txn, Check, Check | None], None]] = []
 
     # ----- writes ---------------------------------------------------------------------------
 
@@ -438,6 +440,8 @@ class Catalog:
         check.modify_index = idx
         self.checks[check.node][check.check_id] = check
         self._touch_for_check(txn, check)
+        for listener in self.on_check_put:
+            listener(txn, check, existing)
         went_critical = check.status == CRITICAL and (
             existing is None or existing.status != CRITICAL
         )

@@ -12,11 +12,14 @@ import re
 import uuid
 from typing import Any
 
+from demo.consul.agent_checks import AgentChecks
 from demo.consul.bodies import Body, decode_object, format_go_duration
 from demo.consul.catalog import (
     CRITICAL,
+    PASSING,
     SERVICE_MAINT_PREFIX,
     STATUSES,
+    WARNING,
     Catalog,
     Service,
 )
@@ -37,9 +40,12 @@ BAD_STATUS = "Status for checks must 'passing', 'warning', 'critical'"
 class RegistrationEndpoints:
     """PUT /v1/agent/service/register and deregister, /v1/catalog/register and deregister."""
 
-    def __init__(self, raft: RaftState, catalog: Catalog, node_name: str) -> None:
+    def __init__(
+        self, raft: RaftState, catalog: Catalog, checks: AgentChecks, node_name: str
+    ) -> None:
         self._catalog = catalog
         self._raft = raft
+        self._checks = checks
         self._node_name = node_name
         self._datacenter = catalog.datacenter
 
@@ -60,6 +66,16 @@ class RegistrationEndpoints:
                 self.agent_deregister,
                 acl_filtered,
                 forwarded=False,
+            ),
+            *(
+                Route(
+                    f"/v1/agent/check/{verb}/",
+                    put,
+                    self.agent_check_ttl,
+                    acl_filtered,
+                    forwarded=False,
+                )
+                for verb in ("pass", "warn", "fail", "update")
             ),
             Route("/v1/catalog/register", put, self.catalog_register, acl_filtered),
             Route("/v1/catalog/deregister", put, self.catalog_deregister, acl_filtered),
@@ -112,6 +128,39 @@ class RegistrationEndpoints:
                 )
             request.authz.require("service", "write", service.name)
             self._catalog.deregister_service(service_id)
+        return Response()
+
+    def agent_check_ttl(self, request: Request) -> Response:
+        """PUT /v1/agent/check/pass|warn|fail/<id>?note= and /update/<id> {Status, Output}."""
+        verb = request.path.split("/")[4]
+        check_id = required(request.arg, "Missing check ID")
+        if verb == "update":
+            body = decode_object(request.body, "checkUpdate")
+            status, output = body.string("Status"), body.string("Output")
+            if status not in STATUSES:
+                # agent_endpoint.go AgentCheckUpdate.
+                raise HTTPError(400, f"Invalid check status: '{status}'")
+        else:
+            status = {"pass": PASSING, "warn": WARNING, "fail": CRITICAL}[verb]
+            output = request.get("note")
+        with self._raft.transaction():
+            found = [c[check_id] for c in self._catalog.checks.values() if check_id in c]
+            if not found:
+                raise HTTPError(
+                    404,
+                    f'Unknown check ID "{check_id}". '
+                    "Ensure that the check ID is passed, not the check name.",
+                )
+            check = found[0]
+            # agent/acl.go vetCheckUpdateWithAuthorizer.
+            if check.service_id:
+                request.authz.require("service", "write", check.service_name)
+            else:
+                request.authz.require("node", "write", check.node)
+            if "TTL" not in check.definition:
+                # agent.go updateTTLCheck.
+                raise HTTPError(400, f'CheckID "{check_id}" does not have associated TTL')
+            self._checks.update_ttl(check, status, output)
         return Response()
 
     # ----- catalog --------------------------------------------------------------------------
