@@ -20,6 +20,7 @@ from demo.consul.catalog import (
     STATUSES,
     WARNING,
     Catalog,
+    Check,
     Service,
 )
 from demo.consul.definitions import (
@@ -67,6 +68,20 @@ class RegistrationEndpoints:
                 "/v1/agent/service/deregister/",
                 put,
                 self.agent_deregister,
+                acl_filtered,
+                forwarded=False,
+            ),
+            Route(
+                "/v1/agent/check/register",
+                put,
+                self.agent_check_register,
+                acl_filtered,
+                forwarded=False,
+            ),
+            Route(
+                "/v1/agent/check/deregister/",
+                put,
+                self.agent_check_deregister,
                 acl_filtered,
                 forwarded=False,
             ),
@@ -133,6 +148,51 @@ class RegistrationEndpoints:
             self._catalog.deregister_service(service_id)
         return Response()
 
+    def agent_check_register(self, request: Request) -> Response:
+        """PUT /v1/agent/check/register: a node check of this agent, or a service's check."""
+        body = decode_object(request.body, "CheckDefinition")
+        name = body.string("Name")
+        if not name:
+            raise HTTPError(400, "Missing check name")
+        service_id = body.string("ServiceID")
+        with self._raft.transaction():
+            owner = Service(self._node_name, "", name)
+            if service_id:
+                service = self._catalog.services.get(service_id)
+                if service is None:
+                    raise HTTPError(400, f'ServiceID "{service_id}" does not exist')
+                owner = service
+            spec = agent_check(body, owner, 1, 1)
+            spec.update(
+                Node=owner.node,
+                CheckID=body.string("CheckID") or body.string("ID") or name,
+                Name=name,
+                ServiceID=service_id,
+            )
+            # agent/acl.go vetCheckRegisterWithAuthorizer.
+            if service_id:
+                request.authz.require("service", "write", owner.name)
+            else:
+                request.authz.require("node", "write", owner.node)
+            current = self._catalog.checks[owner.node].get(spec["CheckID"])
+            if current is not None and not body.string("Status"):
+                # The agent keeps the state a re-registered check already has.
+                spec.update(Status=current.status, Output=current.output)
+            self._catalog.register_catalog_check(spec)
+        return Response()
+
+    def agent_check_deregister(self, request: Request) -> Response:
+        """PUT /v1/agent/check/deregister/<id>."""
+        check_id = required(request.arg, "Missing check ID")
+        with self._raft.transaction():
+            check = self._agent_check(check_id)
+            if check.service_id:
+                request.authz.require("service", "write", check.service_name)
+            else:
+                request.authz.require("node", "write", check.node)
+            self._catalog.deregister_check(check_id, check.node)
+        return Response()
+
     def agent_check_ttl(self, request: Request) -> Response:
         """PUT /v1/agent/check/pass|warn|fail/<id>?note= and /update/<id> {Status, Output}."""
         verb = request.path.split("/")[4]
@@ -147,14 +207,7 @@ class RegistrationEndpoints:
             status = {"pass": PASSING, "warn": WARNING, "fail": CRITICAL}[verb]
             output = request.get("note")
         with self._raft.transaction():
-            found = [c[check_id] for c in self._catalog.checks.values() if check_id in c]
-            if not found:
-                raise HTTPError(
-                    404,
-                    f'Unknown check ID "{check_id}". '
-                    "Ensure that the check ID is passed, not the check name.",
-                )
-            check = found[0]
+            check = self._agent_check(check_id)
             # agent/acl.go vetCheckUpdateWithAuthorizer.
             if check.service_id:
                 request.authz.require("service", "write", check.service_name)
@@ -303,6 +356,20 @@ class RegistrationEndpoints:
             )
         except (KeyError, ValueError) as error:
             raise HTTPError(400, str(error).strip("'\"")) from None
+
+    def _agent_check(self, check_id: str) -> Check:
+        # This agent's check: on its own node first, else on the node of its service.
+        own = self._catalog.checks.get(self._node_name, {})
+        if check_id in own:
+            return own[check_id]
+        found = [checks[check_id] for checks in self._catalog.checks.values() if check_id in checks]
+        if not found:
+            raise HTTPError(
+                404,
+                f'Unknown check ID "{check_id}". '
+                "Ensure that the check ID is passed, not the check name.",
+            )
+        return found[0]
 
     def _same_datacenter(self, body: Body) -> None:
         datacenter = body.string("Datacenter")
