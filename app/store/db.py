@@ -6,9 +6,11 @@ import contextlib
 import functools
 from collections.abc import Iterator
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from app.store.probe import WriteProbe
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -78,6 +80,7 @@ class Store:
         self.write_sessions = sessionmaker(
             self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False
         )
+        self.write_probe = WriteProbe(self.engine)
 
     @property
     def dialect(self) -> str:
@@ -99,11 +102,6 @@ class Store:
             except BaseException:
                 session.rollback()
                 raise
-
-    def ping(self) -> None:
-        """Raise if the database cannot be reached."""
-        with self.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
         """Close every pooled connection."""
