@@ -17,7 +17,7 @@ def qd() -> Quarterdeck:
 def current_sources(db) -> list[SourceView]:
     """Return every configured source's status now."""
     ctx = qd()
-    return source_views(db, configured_sources(ctx.config, ctx.clock), ctx.clock())
+    return source_views(db, configured_sources(ctx.config, ctx.clock), ctx.clock(), ctx.unrecorded)
 
 
 def render_page_or_part(page: str, part: str, **context):
