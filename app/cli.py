@@ -101,8 +101,13 @@ def _db_upgrade(config: Config, _args) -> int:
     from app.store import migrate as migrations
 
     url = config.store.url
-    before = migrations.revision_of(url)
-    migrations.upgrade(url)
+    try:
+        before = migrations.revision_of(url)
+        migrations.upgrade(url)
+    except Exception as exc:  # a migration runs in one transaction: nothing of it stayed
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(f"quarterdeck: db upgrade failed, the store is unchanged: {reason}", file=sys.stderr)
+        return 1
     after = migrations.head_revision()
     where = migrations.shown_url(url)
     if before is None:

@@ -67,10 +67,15 @@ class WriteProbe:
     def _probe(self) -> tuple[str, str]:
         try:
             with self.engine.connect() as connection:
-                if connection.dialect.name == "sqlite":
-                    _probe_sqlite(connection.connection.dbapi_connection)
-                else:
-                    _probe_postgresql(connection)
+                try:
+                    if connection.dialect.name == "sqlite":
+                        _probe_sqlite(connection.connection.dbapi_connection)
+                    else:
+                        _probe_postgresql(connection)
+                except Exception:
+                    # Its state (a PRAGMA, a transaction) is unknown now: never reuse it.
+                    connection.invalidate()
+                    raise
         except Exception as exc:  # every driver error is an answer here
             return classify(exc)
         return "ok", ""

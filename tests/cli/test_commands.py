@@ -176,3 +176,12 @@ def test_an_empty_postgresql_database_is_reported_as_having_no_schema(postgres_u
     result = _run_in(tmp_path, "token", "create", "early", "--role", "viewer", config=config)
     assert result.returncode != 0
     assert "has no schema yet: run `quarterdeck db upgrade`" in result.stderr, result.stderr
+
+
+def test_a_failed_db_upgrade_says_why_in_one_line_without_a_traceback(cli, tmp_path):
+    cli.config_path.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "no" / "dir" / "q.db"}"\n')
+    result = cli("db", "upgrade")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "quarterdeck: db upgrade failed, the store is unchanged: unable to open database file\n"
+    )

@@ -21,7 +21,7 @@ from app.factory import create_app
 from app.models import utcnow
 from app.store import migrate
 from tests.fixtures.postgres import running_postgres
-from tests.fixtures.processes import ServerProcess, free_port, http_get
+from tests.fixtures.processes import ServerProcess, free_port, http_get, require_binary
 
 
 def _sqlite_path(url: str) -> Path:
@@ -133,8 +133,9 @@ def test_a_read_only_sqlite_file_is_not_ready_with_the_reason(sqlite_url):
         env.update(QUARTERDECK_CONFIG=str(config), QUARTERDECK_SECRET_KEY="read-only-test")
         argv = [sys.executable, "-m", "app.cli", "serve"]
         if os.geteuid() == 0:
+            setpriv = require_binary("setpriv", "util-linux")
             drop = "-dac_override,-dac_read_search,-fowner"
-            argv = ["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}", *argv]
+            argv = [setpriv, f"--bounding-set={drop}", f"--inh-caps={drop}", *argv]
         repo = Path(__file__).resolve().parents[2]
         with ServerProcess(
             "quarterdeck", argv, log_path=folder / "serve.log", cwd=repo, env=env
