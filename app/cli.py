@@ -207,7 +207,7 @@ def _with_bind(config: Config, bind: str):
     import dataclasses
 
     host, sep, port = bind.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not (port.isascii() and port.isdigit()):
         raise SystemExit(f"quarterdeck: --bind {bind!r} must be HOST:PORT")
     return dataclasses.replace(config.server, bind=bind)
 
