@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the dashboard on a fresh SQLite with a simulated fleet")
     demo.add_argument("--bind", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)")
+    demo.add_argument(
+        "--keep", action="store_true", help="keep the demo's folder (config, store) on exit"
+    )
     demo.set_defaults(handler=_demo)
     return parser
 
@@ -222,7 +225,7 @@ def _with_bind(config: Config, bind: str):
     import dataclasses
 
     host, sep, port = bind.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not (port.isascii() and port.isdigit()):
         raise SystemExit(f"quarterdeck: --bind {bind!r} must be HOST:PORT")
     return dataclasses.replace(config.server, bind=bind)
 
@@ -264,7 +267,7 @@ def _run_server(qd, *, dev: bool = False, banner: str | None = None) -> int:
 def _demo(config: Config, args) -> int:
     from demo.run import run_demo
 
-    return run_demo(args.bind)
+    return run_demo(args.bind, keep=args.keep)
 
 
 if __name__ == "__main__":

@@ -115,8 +115,10 @@ class Catalog:
         self.checks: dict[str, dict[str, Check]] = {}
         self._service_index: dict[str, int] = {}
         self._node_index: dict[str, int] = {}
-        # Consul state store: "service_last_extinction" answers for names no longer registered.
+        # Consul state store: "service_last_extinction" answers for names no longer registered,
+        # "node_last_extinction" for nodes.
         self._extinction_index = 0
+        self._node_extinction_index = 0
         # Sessions listen here: a check that fails or disappears invalidates sessions tied to it.
         self.on_check_failed: list[Callable[[Txn, Check], None]] = []
         self.on_node_removed: list[Callable[[Txn, str], None]] = []
@@ -152,12 +154,18 @@ class Catalog:
                 txn.touch("checks")
             del self.nodes[name], self.by_node[name], self.checks[name]
             self._node_index.pop(name, None)
-            txn.touch("nodes")
+            self._node_extinction_index = txn.touch("nodes")
             for hook in self.on_node_removed:
                 hook(txn, name)
 
-    def register_service(self, service: Service, checks: Sequence[Mapping[str, Any]] = ()) -> None:
-        """Register or replace a service instance together with its checks."""
+    def register_service(
+        self, service: Service, checks: Sequence[Mapping[str, Any]] | None = ()
+    ) -> None:
+        """Register or replace a service instance together with its checks.
+
+        checks=None leaves the instance's checks as they are (a catalog registration of the
+        service alone); a sequence replaces them, as an agent's registration does.
+        """
         with self._raft.transaction() as txn:
             self._require_node(service.node)
             existing = self.services.get(service.id)
@@ -168,13 +176,15 @@ class Catalog:
                 )
             new_checks = [
                 self._check_from_spec(service, spec, number, len(checks))
-                for number, spec in enumerate(checks, 1)
+                for number, spec in enumerate(checks or (), 1)
             ]
             if existing is None or not existing.same_definition(service):
                 if existing is not None and existing.name != service.name:
                     self._remove_service(txn, service.id, keep_checks=True)
                     existing = None
-                idx = txn.touch("services")
+                # state/catalog_ce.go catalogInsertService: services, service.<name>, nodes
+                # and node.<name> (node catalog queries show the node's services).
+                idx = txn.touch("services", "nodes")
                 service.create_index = existing.create_index if existing else idx
                 service.modify_index = idx
                 self.services[service.id] = service
@@ -182,6 +192,9 @@ class Catalog:
                 self.by_node[service.node][service.id] = service
                 self._service_index[service.name] = idx
                 self._node_index[service.node] = idx
+            if checks is None:
+                self._rename_checks(txn, service)
+                return
             # A re-registration replaces the service's checks; maintenance mode survives it.
             wanted = {check.check_id for check in new_checks}
             for check in list(self.checks[service.node].values()):
@@ -193,6 +206,11 @@ class Catalog:
                     self._put_check(txn, replace(check, service_name=service.name))
             for check in new_checks:
                 self._put_check(txn, check)
+
+    def _rename_checks(self, txn: Txn, service: Service) -> None:
+        for check in list(self.checks[service.node].values()):
+            if check.service_id == service.id and check.service_name != service.name:
+                self._put_check(txn, replace(check, service_name=service.name))
 
     def deregister_service(self, service_id: str) -> None:
         """Remove a service instance and its checks."""
@@ -291,8 +309,10 @@ class Catalog:
         return self._raft.tables["checks" if checks else "services"]
 
     def node_index(self, name: str) -> int:
-        """The index a blocking query on one node waits on."""
-        return self._node_index.get(name, self._raft.tables["nodes"])
+        """The index a blocking query on one node waits on (node.<name>, else the extinction)."""
+        if name in self._node_index:
+            return self._node_index[name]
+        return self._node_extinction_index or self._raft.tables["nodes"]
 
     def service_checks(self, service: Service) -> list[Check]:
         """The node's checks plus the service's own, in check-ID order as Consul lists them."""
@@ -363,7 +383,8 @@ class Catalog:
         del self.by_node[service.node][service_id]
         instances = self.by_name[service.name]
         del instances[service_id]
-        idx = txn.touch("services")
+        # state/catalog.go deleteServiceTxn moves the same entries as an insert.
+        idx = txn.touch("services", "nodes")
         if not keep_checks:
             for check in list(self.checks[service.node].values()):
                 if check.service_id == service_id:

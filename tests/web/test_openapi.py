@@ -33,6 +33,8 @@ SCHEMA_KEYWORDS = {
     "required",
     "items",
     "enum",
+    "minimum",
+    "maximum",
     "additionalProperties",
 }
 ANNOTATIONS = {"description", "format", "title", "examples", "default"}
@@ -80,6 +82,10 @@ def schema_errors(value, schema: dict, document: dict, where: str = "$") -> list
     errors = []
     if "enum" in schema and value not in schema["enum"]:
         errors.append(f"{where}: {value!r} is not one of {schema['enum']}")
+    if "minimum" in schema and _has_type(value, "number") and value < schema["minimum"]:
+        errors.append(f"{where}: {value!r} is below the minimum {schema['minimum']}")
+    if "maximum" in schema and _has_type(value, "number") and value > schema["maximum"]:
+        errors.append(f"{where}: {value!r} is above the maximum {schema['maximum']}")
     if isinstance(value, dict):
         properties = schema.get("properties", {})
         extra = schema.get("additionalProperties")
