@@ -195,12 +195,16 @@ class KVEndpoints:
 
     def _visible_entries(self, request: Request, prefix: str) -> Visible:
         authz = request.authz
-        return keep_visible(self._kv.list(prefix), lambda e: authz.allows("key", "read", e.key))
+        return keep_visible(
+            request.authz, self._kv.list(prefix), lambda e: authz.allows("key", "read", e.key)
+        )
 
     def _visible_sessions(self, request: Request, sessions: list[Session]) -> Visible:
         # aclFilter.filterSessions: session:read on the session's node.
         authz = request.authz
-        visible = keep_visible(sessions, lambda s: authz.allows("session", "read", s.node))
+        visible = keep_visible(
+            request.authz, sessions, lambda s: authz.allows("session", "read", s.node)
+        )
         return Visible([session.to_json() for session in visible.body], visible.filtered)
 
 
