@@ -266,28 +266,14 @@ class RegistrationEndpoints:
                 )
                 != (address, node_meta, tagged, node_id or existing_node.node_id)
             )
-            # agent/consul/catalog_endpoint.go vetRegisterWithACL.
-            if changes_node:
-                authz.require("node", "write", node)
-            if service is not None:
-                authz.require("service", "write", service.name)
-                other = self._catalog.by_node.get(node, {}).get(service.id)
-                if other is not None and other.name != service.name:
-                    authz.require("service", "write", other.name)
-            for check in checks:
-                if not check["ServiceID"]:
-                    authz.require("node", "write", node)
-                    continue
-                if service is not None and check["ServiceID"] == service.id:
-                    continue
-                other = self._catalog.by_node.get(node, {}).get(check["ServiceID"])
-                if other is None:
-                    raise HTTPError(
-                        400,
-                        f"Unknown service ID '{check['ServiceID']}' for check ID "
-                        f"'{check['CheckID']}'",
-                    )
-                authz.require("service", "write", other.name)
+            self._vet_register(authz, node, changes_node, service, checks)
+            taken = self._catalog.services.get(service.id) if service is not None else None
+            if taken is not None and taken.node != node:
+                raise HTTPError(
+                    400,
+                    f"service ID {taken.id!r} is already registered on node {taken.node!r}; "
+                    "the double keeps service IDs unique across nodes",
+                )
             if changes_node:
                 self._catalog.register_node(
                     node,
@@ -305,6 +291,37 @@ class RegistrationEndpoints:
                 except (KeyError, ValueError) as error:
                     raise HTTPError(400, str(error).strip("'\"")) from None
         return Response(body=True)
+
+    def _vet_register(
+        self,
+        authz: Any,
+        node: str,
+        changes_node: bool,
+        service: Service | None,
+        checks: list[dict[str, Any]],
+    ) -> None:
+        # agent/consul/catalog_endpoint.go vetRegisterWithACL: node:write only when the node
+        # changes or for node checks; service:write on the service and on any it replaces.
+        if changes_node:
+            authz.require("node", "write", node)
+        if service is not None:
+            authz.require("service", "write", service.name)
+            other = self._catalog.by_node.get(node, {}).get(service.id)
+            if other is not None and other.name != service.name:
+                authz.require("service", "write", other.name)
+        for check in checks:
+            if not check["ServiceID"]:
+                authz.require("node", "write", node)
+                continue
+            if service is not None and check["ServiceID"] == service.id:
+                continue
+            other = self._catalog.by_node.get(node, {}).get(check["ServiceID"])
+            if other is None:
+                raise HTTPError(
+                    400,
+                    f"Unknown service ID '{check['ServiceID']}' for check ID '{check['CheckID']}'",
+                )
+            authz.require("service", "write", other.name)
 
     def catalog_deregister(self, request: Request) -> Response:
         """PUT /v1/catalog/deregister: a service, else a check, else the whole node."""

@@ -422,3 +422,17 @@ def test_catalog_deregister_accepts_node_write_or_write_on_what_goes(guarded, ma
     assert make_client(guarded, token=service_writer).catalog.deregister("node-a", "orders-2")
     assert make_client(guarded, token=node_writer).catalog.deregister("node-a", "orders-1")
     assert guarded.catalog.by_name == {"consul": guarded.catalog.by_name["consul"]}
+
+
+def test_a_service_id_taken_on_another_node_is_refused_before_anything_is_written(double, fleet):
+    body = {
+        "Node": "new-node",
+        "Address": "10.3.0.1",
+        "Service": {"Service": "x", "ID": "orders-1"},
+    }
+
+    response = put(double, "/v1/catalog/register", json.dumps(body))
+
+    assert response.status_code == 400
+    assert "already registered on node" in response.text
+    assert "new-node" not in double.catalog.nodes
