@@ -158,7 +158,8 @@ class BlockingReads:
             result = result.body
         response = result if isinstance(result, Response) else Response(body=result)
         if filtered:
-            # agent/http.go setResultsFilteredByACLs: the header only when something was removed.
+            # agent/http.go setResultsFilteredByACLs: the header only when something was removed
+            # (api-docs/api-structure, "Results Filtered by ACLs").
             response.headers["X-Consul-Results-Filtered-By-ACLs"] = "true"
         if predicate is not None and isinstance(response.body, list):
             response.body = [record for record in response.body if predicate(record)]
