@@ -21,7 +21,7 @@ def qd() -> Quarterdeck:
 def current_sources(db) -> list[SourceView]:
     """Return every configured source's status now."""
     ctx = qd()
-    return source_views(db, configured_sources(ctx.config, ctx.clock), ctx.clock())
+    return source_views(db, configured_sources(ctx.config, ctx.clock), ctx.clock(), ctx.unrecorded)
 
 
 def is_ascii_number(text: str) -> bool:
