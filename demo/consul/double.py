@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from demo.consul.acl import ACLStore
+from demo.consul.agent_checks import AgentChecks
 from demo.consul.catalog import CONSUL_VERSION, PASSING, Catalog, Check, Service
 from demo.consul.endpoints import CatalogEndpoints
 from demo.consul.faults import FaultPlan
@@ -18,6 +19,7 @@ from demo.consul.kv_endpoints import KVEndpoints
 from demo.consul.queries import BlockingReads
 from demo.consul.raft import RaftState
 from demo.consul.rate_faults import RateFaults
+from demo.consul.registration import RegistrationEndpoints
 from demo.consul.server import Dispatcher, DoubleHTTPServer
 from demo.consul.sessions import SessionStore
 
@@ -62,9 +64,13 @@ class ConsulDouble:
         reads = BlockingReads(self._raft, self._is_live)
         self._reads = reads
         self._rate_faults = RateFaults(self.catalog, reads)
+        self._agent_checks = AgentChecks(self._raft, self.catalog)
         routes = [
             *CatalogEndpoints(reads, self.catalog, self.acl, node_name).routes(),
             *KVEndpoints(reads, self.kv, self.sessions, node_name).routes(),
+            *RegistrationEndpoints(
+                self._raft, self.catalog, self._agent_checks, node_name
+            ).routes(),
         ]
         self._dispatcher = Dispatcher(routes, datacenter, self.acl, self._faults, self._is_live)
         # Like a real cluster: the server's own node, with the "consul" service on it.
@@ -96,6 +102,7 @@ class ConsulDouble:
         )
         self._server = server
         self._thread.start()
+        self._agent_checks.start()
         return self
 
     def stop(self) -> None:
@@ -104,6 +111,7 @@ class ConsulDouble:
         Rate faults (start_fault) stop with it.
         """
         self._rate_faults.shutdown()
+        self._agent_checks.stop()
         server, thread = self._server, self._thread
         if server is None:
             return
