@@ -3,8 +3,8 @@
 After one full pass, three long polls run in background threads and a reconciler fetches
 services again when needed:
 
-- health, the fast path: `/v1/health/state/any?filter=Status != "passing"` (only the checks
-  that are not passing: small in a healthy fleet). A new answer patches the records of the
+- health, the fast path: `/v1/health/state/critical` and `/v1/health/state/warning` (only the
+  checks that are not passing: small in a healthy fleet). A new pair patches the records of the
   services whose checks it changed, from what the collector already holds: no refetch, never
   behind a reconciliation.
 - `/v1/catalog/services`, a hint: a new name or changed tags are fetched at once; a name gone
@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from collectors.base import CatalogUpdate, SourceUnavailable, SourceWarning
 from collectors.consul_acl import AclFilters
-from collectors.consul_api import CATALOG, HEALTH, NODES, Answer, ConsulReader
+from collectors.consul_api import CATALOG, HEALTH_STATE, NODES, Answer, ConsulReader
 from collectors.consul_model import (
     NON_PASSING,
     CatalogModel,
@@ -43,6 +43,9 @@ from collectors.consul_watch import Watch
 
 # Slow loops while an index churns: health stays well inside its latency goal, hints wait more.
 HEALTH_CHURN_INTERVAL_S = 0.1
+# Both non-passing lists move with the checks index: apply one only with the other caught up
+# (a check moving from critical to warning must not look passing in between), or after this.
+PAIR_WAIT_S = 0.25
 HINT_CHURN_INTERVAL_S = 1.0
 # Outputs of passing checks are not on the fast path: sweep for them this often. Consul agents
 # sync a changed output only every check_update_interval (5 min by default) anyway.
@@ -102,6 +105,7 @@ class ConsulCollector:
         self._reconciler: Reconciler | None = None
         self._fetched: dict[str, Answer] = {}
         self._reconcile_error: SourceUnavailable | None = None
+        self._pair_since: float | None = None
         self._threads: list[threading.Thread] = []
         self._acl = AclFilters()
 
@@ -122,8 +126,20 @@ class ConsulCollector:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def _read_health(self, index: int = 0, wait: str | None = None) -> Answer:
-        return self._reader.health_state(self.health_watch == NON_PASSING, index, wait)
+    @property
+    def _health_states(self) -> tuple[str, ...]:
+        return ("critical", "warning") if self.health_watch == NON_PASSING else ("any",)
+
+    def _health_reader(self, state: str) -> Callable[[int, str], Answer]:
+        return lambda index, wait: self._reader.health_state(state, index, wait)
+
+    def _take_health(self, answers: list[Answer]) -> tuple[int, dict]:
+        """Merge the health lists; their index is the oldest of theirs."""
+        items: dict = {}
+        for state, answer in zip(self._health_states, answers, strict=True):
+            items.update(parse_health(answer.data, f"{HEALTH_STATE}{state}"))
+            self._acl.note_read(f"{HEALTH_STATE}{state}", answer.filtered)
+        return min(a.index for a in answers), items
 
     def _fetch_many(self, names: list[str]) -> dict[str, Answer]:
         """Fetch services, skipping the decode of those whose index has not moved."""
@@ -153,12 +169,13 @@ class ConsulCollector:
     def _full_pass(self) -> CatalogUpdate:
         catalog = self._reader.catalog_services()
         nodes = self._reader.catalog_nodes()
-        health = self._read_health()
+        health = [self._reader.health_state(state) for state in self._health_states]
         observed_at = self.clock()
         model = CatalogModel(mode=self.health_watch)
         model.catalog = parse_catalog(catalog.data)
         model.nodes = parse_nodes(nodes.data)
-        model.set_health(health.index, parse_health(health.data, HEALTH))
+        with self._cond:
+            model.set_health(*self._take_health(health))
         answers = self._fetch_many(sorted(model.catalog))
         previous = self._last_model
         for name, answer in answers.items():
@@ -175,9 +192,12 @@ class ConsulCollector:
         with self._cond:
             self._acl.note_read(CATALOG, catalog.filtered)
             self._acl.note_read(NODES, nodes.filtered)
-            self._acl.note_read(HEALTH, health.filtered)
             self._model = model
-            self._start_answers = {"catalog": catalog, "nodes": nodes, "checks": health}
+            self._start_answers = {
+                "catalog": catalog,
+                "nodes": nodes,
+                **dict(zip(self._health_states, health, strict=True)),
+            }
         records = model.changed_records(set(model.services))
         # A catalog narrowed by ACLs does not list every service: none may be taken as gone.
         return CatalogUpdate(
@@ -218,13 +238,21 @@ class ConsulCollector:
                 self._reset()
                 raise errors[0]
             changed = {n: w for n, w in self._watches.items() if w.state.changed}
+            health = [self._watches[state] for state in self._health_states]
+            if any(w.state.changed for w in health) and not self._paired(health):
+                self._cond.wait(0.01)
+                continue
             if changed or self._fetched:
-                taken = {}
-                for name, watch in changed.items():
-                    taken[name] = watch.state.answer
+                for watch in changed.values():
                     watch.state.changed = False
                 fetched, self._fetched = self._fetched, {}
-                return taken.get("catalog"), taken.get("nodes"), taken.get("checks"), fetched
+                moved = any(w.name in changed for w in health)
+                return (
+                    self._watches["catalog"].state.answer if "catalog" in changed else None,
+                    self._watches["nodes"].state.answer if "nodes" in changed else None,
+                    [w.state.answer for w in health] if moved else None,
+                    fetched,
+                )
             now = time.monotonic()
             if now >= deadline and all(
                 w.state.answers > answered[n] for n, w in self._watches.items()
@@ -233,11 +261,25 @@ class ConsulCollector:
             self._cond.wait(max(0.01, deadline - now) if now < deadline else self.wait_s)
         return None
 
+    def _paired(self, health: list[Watch]) -> bool:
+        """Whether every health list has caught up with the newest (caller holds the lock)."""
+        newest = max(w.state.index for w in health)
+        if all(w.state.index >= newest for w in health):
+            self._pair_since = None
+            return True
+        now = time.monotonic()
+        if self._pair_since is None:
+            self._pair_since = now
+        if now - self._pair_since >= PAIR_WAIT_S:
+            self._pair_since = None
+            return True
+        return False
+
     def _apply(
         self,
         catalog: Answer | None,
         nodes: Answer | None,
-        health: Answer | None,
+        health: list[Answer] | None,
         fetched: dict[str, Answer],
     ) -> CatalogUpdate:
         model = self._model
@@ -248,8 +290,9 @@ class ConsulCollector:
         urgent: set[str] = set()
         hint = False
         if health is not None:
-            items = parse_health(health.data, HEALTH)
-            patched, unknown, departed = model.set_health(health.index, items)
+            with self._cond:
+                index, items = self._take_health(health)
+            patched, unknown, departed = model.set_health(index, items)
             touched |= patched
             urgent |= unknown | departed
         if catalog is not None:
@@ -280,8 +323,6 @@ class ConsulCollector:
                 self._acl.note_read(CATALOG, catalog.filtered)
             if nodes is not None:
                 self._acl.note_read(NODES, nodes.filtered)
-            if health is not None:
-                self._acl.note_read(HEALTH, health.filtered)
         self._reconciler.urgent(urgent - removed)
         if hint:
             self._reconciler.sweep()
@@ -298,7 +339,7 @@ class ConsulCollector:
         """What the Sources page should say besides ok/stale/error: ACL filtering, churn."""
         with self._cond:
             found = self._acl.warnings()
-            for name in ("checks", "catalog", "nodes"):
+            for name in (*self._health_states, "catalog", "nodes"):
                 watch = self._watches.get(name)
                 warning = watch.warning() if watch is not None else None
                 if warning is not None:
@@ -318,7 +359,11 @@ class ConsulCollector:
                 return generation == self._generation and not self._stop.is_set()
 
             specs = (
-                ("checks", self._read_health, HEALTH_CHURN_INTERVAL_S, f"GET {HEALTH}"),
+                *(
+                    (state, self._health_reader(state), HEALTH_CHURN_INTERVAL_S, f"GET {path}")
+                    for state in self._health_states
+                    for path in [f"{HEALTH_STATE}{state}"]
+                ),
                 ("catalog", self._reader.catalog_services, HINT_CHURN_INTERVAL_S, f"GET {CATALOG}"),
                 ("nodes", self._reader.catalog_nodes, HINT_CHURN_INTERVAL_S, f"GET {NODES}"),
             )

@@ -16,11 +16,12 @@ SERVICE_READ = "GET /v1/health/service/<name>"
 WATCHED_READS = {
     "/v1/catalog/services": ("service:read", "services it cannot read are not listed"),
     "/v1/catalog/nodes": ("node:read", "nodes it cannot read are not listed"),
-    "/v1/health/state/any": (
+}
+for _state in ("any", "critical", "warning"):
+    WATCHED_READS[f"/v1/health/state/{_state}"] = (
         "node:read and service:read",
         "checks of nodes and services it cannot read are not listed",
-    ),
-}
+    )
 
 
 class AclFilters:

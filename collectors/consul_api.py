@@ -26,9 +26,7 @@ FILTERED_HEADER = "X-Consul-Results-Filtered-By-ACLs"
 FETCH_WORKERS = 8
 CATALOG = "/v1/catalog/services"
 NODES = "/v1/catalog/nodes"
-HEALTH = "/v1/health/state/any"
-# Consul's filter expressions (?filter=, Consul >= 1.5) apply to /v1/health/state/<state>.
-NON_PASSING_FILTER = 'Status != "passing"'
+HEALTH_STATE = "/v1/health/state/"
 
 
 @dataclass(frozen=True)
@@ -116,10 +114,9 @@ class ConsulReader:
             raise SourceUnavailable(f"Consul sent an unexpected {NODES} answer")
         return answer
 
-    def health_state(self, non_passing: bool, index: int = 0, wait: str | None = None) -> Answer:
-        """Every check, or only those that are not passing."""
-        params = [("filter", NON_PASSING_FILTER)] if non_passing else []
-        return self.read(HEALTH, index=index, wait=wait, params=params)
+    def health_state(self, state: str, index: int = 0, wait: str | None = None) -> Answer:
+        """`/v1/health/state/<any|critical|warning>`: a flat list of checks."""
+        return self.read(f"{HEALTH_STATE}{state}", index=index, wait=wait)
 
     def health_service(self, name: str, known_index: int | None = None) -> Answer:
         """One service's health entries; not decoded when its index is `known_index`."""

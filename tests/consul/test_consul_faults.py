@@ -43,11 +43,19 @@ def first_failed_pass(qd, collector, passes: int = 3) -> PassResult:
 
 
 WATCH_FAULTS = [
-    ("/v1/health/state/any", "malformed_json", "malformed answer to GET /v1/health/state/any"),
+    (
+        "/v1/health/state/critical",
+        "malformed_json",
+        "malformed answer to GET /v1/health/state/critical",
+    ),
     ("/v1/catalog/services", "malformed_json", "malformed answer to GET /v1/catalog/services"),
-    ("/v1/health/state/any", "missing_fields", "Consul sent a check without 'Status'"),
+    ("/v1/health/state/warning", "missing_fields", "Consul sent a check without 'Status'"),
     ("/v1/catalog/services", "missing_fields", "unexpected /v1/catalog/services answer"),
-    ("/v1/health/state/any", "http_500", "GET /v1/health/state/any: 500 No cluster leader"),
+    (
+        "/v1/health/state/critical",
+        "http_500",
+        "GET /v1/health/state/critical: 500 No cluster leader",
+    ),
     ("/v1/catalog/services", "disconnect", "cannot reach Consul"),
 ]
 
@@ -128,7 +136,7 @@ def test_an_index_that_goes_backwards_resets_the_watch_which_keeps_working(
     api = make_api(qd)
     assert run_pass(qd, collector).ok
 
-    double.inject_fault("/v1/health/state/any", "index_backwards", count=1)
+    double.inject_fault("/v1/health/state/warning", "index_backwards", count=1)
     double.set_check("service:orders-2", "warning", "slow")
     collect_until(qd, collector, lambda: api.services()["orders"]["health"] == "warning")
     double.set_check("service:orders-2", "critical", "down")
@@ -137,7 +145,7 @@ def test_an_index_that_goes_backwards_resets_the_watch_which_keeps_working(
     indexes = [
         params.get("index", ["none"])[0]
         for path, params in counting_proxy.requests
-        if path == "/v1/health/state/any"
+        if path == "/v1/health/state/warning"
     ]
     # The full pass (no index), the watch answered with index 1, then the reset: a query
     # without an index, then blocking again from the real index.

@@ -51,7 +51,7 @@ def test_a_failing_check_wakes_the_watch_shows_in_the_api_and_is_recorded_once(
 
     collection(qd)
     assert eventually(orders_2)["health"] == "passing"
-    eventually(lambda: any(t.name == "consul-watch-checks" for t in threading.enumerate()))
+    eventually(lambda: any(t.name == "consul-watch-critical" for t in threading.enumerate()))
 
     double.set_check("service:orders-2", "critical", "HTTP GET /healthz: 503 Service Unavailable")
     eventually(lambda: orders_2()["health"] == "critical", timeout=WOKEN_WITHIN_S)
