@@ -1,6 +1,6 @@
 """Consul: the service catalog and instance health, watched with blocking queries.
 
-After one full pass, three long polls run in background threads and a reconciler fetches
+After one full pass, four long polls run in background threads and a reconciler fetches
 services again when needed:
 
 - health, the fast path: `/v1/health/state/critical` and `/v1/health/state/warning` (only the
@@ -12,7 +12,7 @@ services again when needed:
 - `/v1/catalog/nodes`: a node whose address or meta changed, or that left, has its services
   fetched again (their instances may take their address from it).
 
-A quiet datacenter costs three idle requests per `wait_s`. See docs/architecture.md (Consul).
+A quiet datacenter costs four idle requests per `wait_s`. See docs/architecture.md (Consul).
 
 The client is py-consul, the maintained successor of python-consul (unmaintained since 2018);
 it installs the same `consul` import, so never install both.
