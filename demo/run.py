@@ -50,7 +50,8 @@ def demo_config(workdir: Path, bind: str, consul_url: str | None) -> Config:
 def run_demo(bind: str) -> int:
     """Start the simulated fleet, create a one-time admin and serve the dashboard."""
     from app.auth.accounts import create_user
-    from app.cli import _open, _run_server
+    from app.cli import _open
+    from app.serving import serve_quarterdeck
     from demo.consul import ConsulDouble
     from demo.fleet_seed import seed_demo_fleet
     from demo.weather import DemoWeather
@@ -76,7 +77,7 @@ def run_demo(bind: str) -> int:
         flush=True,
     )
     try:
-        return _run_server(qd, banner=BANNER)
+        return serve_quarterdeck(qd, banner=BANNER)
     finally:
         weather.stop()
         consul.stop()
