@@ -347,3 +347,66 @@ def test_under_a_plain_wsgi_server_the_stream_runs_in_the_request_thread(app, qd
     assert open_streams(app).count() == 1
     response.close()
     assert open_streams(app).count() == 0
+
+
+def sign_in_page(page, server, name: str) -> None:
+    page.goto(f"{server.url}/login?next=/services")
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server.url}/services")
+
+
+@pytest.mark.browser
+def test_a_tab_past_the_cap_says_live_updates_are_paused_and_still_works(serve, browser):
+    from app.auth.accounts import create_user
+
+    server, qd = serve(streams_per_user=1)
+    with qd.store.session(write=True) as db:
+        create_user(db, "tabby", "viewer", PASSWORD)
+    context = browser.new_context()
+    try:
+        first = context.new_page()
+        sign_in_page(first, server, "tabby")
+        first.wait_for_selector('#live-indicator[data-state="connected"]')
+        second = context.new_page()
+        second.goto(f"{server.url}/services")
+        indicator = second.wait_for_selector('#live-indicator[data-state="paused"]')
+        assert "too many live pages" in indicator.get_attribute("title")
+        assert "Next try in about" in indicator.get_attribute("title")
+        assert indicator.inner_text() == "Live paused"
+        # The page itself keeps working, and the first tab stays live.
+        second.click("text=Sources")
+        second.wait_for_url(f"{server.url}/sources")
+        assert first.get_attribute("#live-indicator", "data-state") == "connected"
+    finally:
+        context.close()
+
+
+@pytest.mark.browser
+def test_an_open_page_of_a_disabled_user_says_signed_out(serve, page):
+    from app.auth.accounts import create_user
+
+    server, qd = serve(stream_recheck_s=3600)
+    with qd.store.session(write=True) as db:
+        create_user(db, "leaver", "viewer", PASSWORD)
+    sign_in_page(page, server, "leaver")
+    page.wait_for_selector('#live-indicator[data-state="connected"]')
+    disable(qd, "leaver")
+    qd.feed.publish({"auth"})
+    indicator = page.wait_for_selector('#live-indicator[data-state="expired"]')
+    assert indicator.inner_text() == "Signed out"
+
+
+@pytest.mark.browser
+def test_an_open_page_refreshes_its_regions_when_their_topic_changes(serve, page):
+    from app.auth.accounts import create_user
+
+    server, qd = serve()
+    with qd.store.session(write=True) as db:
+        create_user(db, "watcher", "viewer", PASSWORD)
+    sign_in_page(page, server, "watcher")
+    page.wait_for_selector('#live-indicator[data-state="connected"]')
+    with page.expect_request(lambda r: r.headers.get("hx-request") == "true") as refresh:
+        qd.feed.publish({"services"})
+    assert refresh.value.url.startswith(f"{server.url}/services")
