@@ -53,6 +53,9 @@ class Server:
             log_level="warning",
             access_log=False,
             server_header=False,
+            # The app decides whom to trust for X-Forwarded-For ([auth] trusted_proxies); uvicorn
+            # would otherwise rewrite the client address for any request from loopback.
+            proxy_headers=False,
             backlog=2048,
             timeout_graceful_shutdown=5,
         )

@@ -133,7 +133,9 @@ class StreamHub:
         status, headers, body = await loop.run_in_executor(
             self.executor, _call_app, self.app, environ
         )
-        ticket: StreamTicket | None = environ.get(STREAM_TICKET)
+        ticket: StreamTicket | None = environ.pop(STREAM_TICKET, None)
+        # The environ holds the whole Flask request: do not keep it alive for hours per stream.
+        del environ
         if ticket is None or status != 200 or self._closing:
             if ticket is not None:
                 ticket.slot.release()

@@ -410,3 +410,19 @@ def test_an_open_page_refreshes_its_regions_when_their_topic_changes(serve, page
     with page.expect_request(lambda r: r.headers.get("hx-request") == "true") as refresh:
         qd.feed.publish({"services"})
     assert refresh.value.url.startswith(f"{server.url}/services")
+
+
+def test_the_server_leaves_forwarded_addresses_to_the_apps_own_trusted_proxies(make_qd):
+    from app.config import AuthConfig
+
+    # A proxy on loopback vouches for bob and forwards his address: the app must see the
+    # proxy's address (which it trusts), not one the server took from X-Forwarded-For.
+    qd = make_qd(auth=AuthConfig(header="X-Remote-User", trusted_proxies=("127.0.0.1",)))
+    server = LiveServer(create_app(qd=qd)).start()
+    try:
+        headers = {"X-Remote-User": "bob", "X-Forwarded-For": "203.0.113.9"}
+        status, _ = get(server, "/services", headers)
+        assert status == 200
+    finally:
+        qd.feed.close()
+        server.stop()
