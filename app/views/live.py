@@ -17,7 +17,7 @@ from flask import Blueprint, Flask, Response, current_app, g, render_template, r
 
 from app.auth.access import require
 from app.live import ChangeFeed, OpenStreams, StreamLimitReached, StreamSlot
-from app.views.common import qd
+from app.views.common import is_ascii_number, qd
 
 bp = Blueprint("live", __name__)
 EVENTS_PATH = "/events"
@@ -191,7 +191,7 @@ def _resume_point(feed: ChangeFeed, last_event_id: str) -> tuple[int, bool]:
     if not last_event_id:
         return feed.seq, False
     epoch, _, seq = last_event_id.partition(".")
-    if epoch != feed.epoch or not seq.isascii() or not seq.isdigit():
+    if epoch != feed.epoch or not is_ascii_number(seq) or len(seq) > 18:
         return feed.seq, True
     return min(int(seq), feed.seq), False
 
