@@ -64,11 +64,9 @@ def run_pass(qd: Quarterdeck, collector: Collector) -> PassResult:
                 else:
                     raise TypeError(f"unknown record type {type(record).__name__}")
             duration = time.perf_counter() - start
-            record = RunRecord(
-                collector.name, collector.kind, started_at, duration, True, "", counts
-            )
+            run = RunRecord(collector.name, collector.kind, started_at, duration, True, "", counts)
             held = qd.unrecorded.held(collector.name)
-            if _record_with_held(db, held, record):
+            if _record_with_held(db, held, run):
                 topics.add("sources")
         qd.unrecorded.forget(collector.name, held)
         result = PassResult(collector.name, True, duration, counts=counts)

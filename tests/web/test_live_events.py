@@ -258,9 +258,8 @@ def disable(qd, name: str) -> None:
         db.query(User).filter_by(name=name).one().disabled = True
 
 
-@pytest.mark.postgres
-def test_a_revoked_tokens_open_stream_closes(serve, store_url, make_qd):
-    server, qd = serve(store_url, stream_recheck_s=1)
+def test_a_revoked_tokens_open_stream_closes(serve):
+    server, qd = serve(stream_recheck_s=1)
     from app.auth.accounts import create_token
 
     with qd.store.session(write=True) as db:
@@ -276,12 +275,11 @@ def test_a_revoked_tokens_open_stream_closes(serve, store_url, make_qd):
         response.close()
 
 
-@pytest.mark.postgres
-def test_a_disabled_users_open_stream_closes_when_auth_changes(serve, store_url):
+def test_a_disabled_users_open_stream_closes_when_auth_changes(serve):
     from app.auth.accounts import create_user
 
     # No periodic check within the test: the "auth" topic alone must close it.
-    server, qd = serve(store_url, stream_recheck_s=3600)
+    server, qd = serve(stream_recheck_s=3600)
     with qd.store.session(write=True) as db:
         create_user(db, "mallory", "viewer", PASSWORD)
         create_user(db, "carol", "viewer", PASSWORD)
