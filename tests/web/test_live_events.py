@@ -424,3 +424,17 @@ def test_the_server_leaves_forwarded_addresses_to_the_apps_own_trusted_proxies(m
     finally:
         qd.feed.close()
         server.stop()
+
+
+def test_a_head_request_answers_the_headers_and_takes_no_place_under_the_cap(serve, make_token):
+    server, _ = serve(streams_per_user=1)
+    token = make_token("prober", "viewer")
+    for _ in range(3):
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
+        connection.request("HEAD", "/events", headers=bearer(token))
+        answer = connection.getresponse()
+        assert answer.status == 200 and answer.read() == b""
+        assert answer.getheader("Content-Type").startswith("text/event-stream")
+        connection.close()
+    assert open_streams(server.app).count() == 0
+    assert open_stream(server, bearer(token)).status == 200
