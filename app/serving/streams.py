@@ -279,7 +279,9 @@ class StreamHub:
             if self._check_now:
                 self._check_now.set()
         if reason:
+            ended = self.app.extensions["quarterdeck"].metrics.live_streams_ended.labels(reason)
             for stream in list(caller.streams):
+                ended.inc()
                 self._end(stream, reason)
 
 

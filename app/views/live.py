@@ -35,10 +35,11 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 @bp.record_once
 def _count_streams(state) -> None:
-    server = state.app.extensions["quarterdeck"].config.server
-    state.app.extensions["quarterdeck.streams"] = OpenStreams(
-        per_caller=server.streams_per_user, total=server.max_streams
-    )
+    qd = state.app.extensions["quarterdeck"]
+    server = qd.config.server
+    streams = OpenStreams(per_caller=server.streams_per_user, total=server.max_streams)
+    state.app.extensions["quarterdeck.streams"] = streams
+    qd.metrics.live_streams.set_function(streams.count)
 
 
 def open_streams(app: Flask | None = None) -> OpenStreams:
@@ -84,6 +85,8 @@ def events():
     try:
         slot = open_streams().open(g.identity.name)
     except StreamLimitReached as exc:
+        limit = "streams_per_user" if exc.scope == "caller" else "max_streams"
+        qd().metrics.live_streams_refused.labels(limit).inc()
         return _refusal(exc, g.identity.name)
     ticket = StreamTicket(feed=feed, after=after, missed=missed, slot=slot)
     if request.environ.get(STREAM_HOST):
@@ -92,7 +95,8 @@ def events():
     app = current_app._get_current_object()
     probe = recheck_environ(request.environ)
     recheck_s = qd().config.server.stream_recheck_s
-    body = _stream_in_this_thread(ticket, lambda: recheck_caller(app, probe), recheck_s)
+    ended = qd().metrics.live_streams_ended
+    body = _stream_in_this_thread(ticket, lambda: recheck_caller(app, probe), recheck_s, ended)
     response = Response(body, mimetype="text/event-stream", headers=STREAM_HEADERS)
     response.call_on_close(slot.release)
     return response
@@ -115,7 +119,7 @@ def _refusal(exc: StreamLimitReached, caller: str) -> Response:
 
 
 def _stream_in_this_thread(
-    ticket: StreamTicket, recheck: Callable[[], str | None], recheck_s: float
+    ticket: StreamTicket, recheck: Callable[[], str | None], recheck_s: float, ended
 ) -> Iterator[bytes]:
     """The stream for a WSGI server that gives each request a thread (Flask's own)."""
     feed = ticket.feed
@@ -131,6 +135,7 @@ def _stream_in_this_thread(
                 check_at = time.monotonic() + recheck_s
                 reason = recheck()
                 if reason:
+                    ended.labels(reason).inc()
                     yield end_frame(reason)
                     return
             if frame:

@@ -221,6 +221,9 @@ def test_one_caller_past_the_cap_is_refused_with_429_and_retry_after(serve, make
         assert refused.status == 429
         assert int(refused.getheader("Retry-After")) > 0
         assert b"streams_per_user" in refused.read()
+        metrics = get(server, "/metrics", {})[1].decode()
+        assert "quarterdeck_live_streams 3.0" in metrics
+        assert 'quarterdeck_live_streams_refused_total{limit="streams_per_user"} 1.0' in metrics
         other = open_stream(server, bearer(theirs))
         assert other.status == 200
         other.close()
@@ -270,6 +273,8 @@ def test_a_revoked_tokens_open_stream_closes(serve):
         # Revoked in the store only, as another replica would: the periodic check finds it.
         revoke(qd, "leaked")
         assert_stream_ends(response, "signed-out")
+        metrics = get(server, "/metrics", {})[1].decode()
+        assert 'quarterdeck_live_streams_ended_total{reason="signed-out"} 1.0' in metrics
         assert open_stream(server, bearer(token)).status == 401
     finally:
         response.close()
