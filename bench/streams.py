@@ -7,7 +7,8 @@ viewer token whose stream cap is raised by config. Then:
 1. API latency with no stream open: `/healthz` and `/api/v1/services`, p50/p95 of N requests,
    one new connection each (as a load balancer's probe or a script would).
 2. Opens the streams (all requests sent first, then the answers read) and times it.
-3. The same API latency while every stream is open; the goal is p95 <= 100 ms.
+3. After --settle seconds, the same API latency while every stream is open; the goal is
+   p95 <= 100 ms.
 4. Flips one Consul check and times until each open stream has the `change` event.
 
 Run: .venv/bin/python bench/streams.py [--streams 1000] [--requests 200] [--json]
@@ -52,6 +53,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200, help="per endpoint and phase")
     parser.add_argument("--services", type=int, default=100, help="services in the Consul double")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per API request")
+    parser.add_argument(
+        "--settle", type=float, default=5.0, help="seconds between opening and measuring"
+    )
     parser.add_argument("--baseline", metavar="REV", help="serve this commit instead")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
@@ -112,6 +116,7 @@ def run(args, tmp: Path) -> dict:
         results["opened"] = opened
         results["open_s"] = round(time.perf_counter() - started, 2)
         results["rss_mb"] = _rss_mb(server.pid)
+        time.sleep(args.settle)
         results["with_streams"] = _latencies(port, auth, args.requests, args.timeout)
         results["fan_out"] = _fan_out(consul, names[0], streams, opened)
     finally:
