@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.collection.registry import ConfiguredSource
-from app.models import SourceStatus
+from app.models import CollectorRun, SourceStatus
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,10 @@ class SourceView:
     error_kind: str
     age_s: float | None
     stale_after_s: float
+    # A blocking-query source (Consul) is watched, not polled: each pass waits for an answer.
+    blocking: bool = False
+    # When the source last answered: the end of its last successful pass.
+    last_answer_at: datetime | None = None
 
     @property
     def stale(self) -> bool:
@@ -49,6 +53,9 @@ class SourceView:
             "last_error_at": iso(self.last_error_at),
             "error_kind": self.error_kind or None,
             "age_s": None if self.age_s is None else round(self.age_s, 1),
+            "stale_after_s": round(self.stale_after_s, 1),
+            "blocking": self.blocking,
+            "last_answer_at": iso(self.last_answer_at),
         }
 
 
@@ -60,7 +67,23 @@ def iso(value: datetime | None) -> str | None:
 def source_views(db: Session, sources: list[ConfiguredSource], now: datetime) -> list[SourceView]:
     """Describe each configured source from its last recorded runs."""
     rows = {row.name: row for row in db.scalars(select(SourceStatus))}
-    return [_view(source, rows.get(source.name), now) for source in sources]
+    views = [_view(source, rows.get(source.name), now) for source in sources]
+    return [
+        _watched(db, view) if getattr(source.collector, "blocking", False) else view
+        for source, view in zip(sources, views, strict=True)
+    ]
+
+
+def _watched(db: Session, view: SourceView) -> SourceView:
+    """Mark a blocking-query source, with when it last answered (its last pass's end)."""
+    run = db.execute(
+        select(CollectorRun.started_at, CollectorRun.duration_s)
+        .where(CollectorRun.source == view.name, CollectorRun.ok.is_(True))
+        .order_by(CollectorRun.started_at.desc())
+        .limit(1)
+    ).first()
+    answered_at = run.started_at + timedelta(seconds=run.duration_s) if run else None
+    return replace(view, blocking=True, last_answer_at=answered_at)
 
 
 def _view(source: ConfiguredSource, row: SourceStatus | None, now: datetime) -> SourceView:
