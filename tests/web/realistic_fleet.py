@@ -51,9 +51,9 @@ def seed_realistic_fleet(consul: ConsulDouble) -> None:
         for number, service_id in enumerate(LONG_IDS):
             status = "critical" if number == 0 else "passing"
             output = (
-                'HTTP GET http://10.42.187.23:8443/healthz/ready: 503 Service Unavailable Output: {"status":'
-                '"unavailable","checks":{"postgres-primary":"connection pool exhausted (64/64)",'
-                '"kafka":"ok"}}'
+                "HTTP GET http://10.42.187.23:8443/healthz/ready: 503 Service Unavailable Output: "
+                '{"status":"unavailable","checks":{"postgres-primary":'
+                '"connection pool exhausted (64/64)","kafka":"ok"}}'
                 if status == "critical"
                 else "HTTP GET http://10.42.187.23:8443/healthz/ready: 200 OK"
             )
@@ -123,9 +123,14 @@ INCIDENTS = (
     (
         "orders-2",
         "critical",
-        'Get "http://127.0.0.1:18111/healthz": dial tcp 127.0.0.1:18111: connect: connection refused',
+        'Get "http://127.0.0.1:18111/healthz": '
+        "dial tcp 127.0.0.1:18111: connect: connection refused",
     ),
-    (LONG_IDS[1], "warning", "HTTP GET http://10.42.187.23:8444/healthz/ready: 429 Too Many Requests"),
+    (
+        LONG_IDS[1],
+        "warning",
+        "HTTP GET http://10.42.187.23:8444/healthz/ready: 429 Too Many Requests",
+    ),
     (LONG_IDS[1], "passing", "HTTP GET http://10.42.187.23:8444/healthz/ready: 200 OK"),
     ("orders-2", "passing", "HTTP GET http://127.0.0.1:18111/healthz: 200 OK"),
     # Consul's HTTP check output ends with the body it read: often JSON without a space.

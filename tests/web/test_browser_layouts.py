@@ -3,13 +3,16 @@ their separators, the demo banner stays one line, and wall mode clips no badge."
 
 from __future__ import annotations
 
+import shutil
 from urllib.parse import quote
 
 import pytest
 
+from app.auth.accounts import create_user
+from app.context import Quarterdeck
 from app.factory import create_app
 from demo.consul import ConsulDouble
-from tests.conftest import PASSWORD, LiveServer
+from tests.conftest import PASSWORD, LiveServer, test_config
 from tests.web.realistic_fleet import (
     LONG_IDS,
     LONG_SERVICE,
@@ -87,24 +90,30 @@ BROKEN_IDS_JS = """() => {
 }"""
 
 
-@pytest.fixture
-def fleet_site(make_qd, make_user):
-    """The app over HTTP, showing the realistic fleet (demo mesh, long names, every state)."""
+@pytest.fixture(scope="module")
+def fleet_site(tmp_path_factory, _migrated_sqlite_template):
+    """The app over HTTP, showing the realistic fleet (demo mesh, long names, every state).
+
+    One for the module: the tests only read pages, and filling it takes a while."""
+    path = tmp_path_factory.mktemp("fleet") / "quarterdeck.db"
+    shutil.copy(_migrated_sqlite_template, path)
     consul = ConsulDouble()
     seed_realistic_fleet(consul)
     consul.start()
     try:
-        qd = make_qd(**fleet_sections(consul))
+        qd = Quarterdeck.from_config(test_config(f"sqlite:///{path}", **fleet_sections(consul)))
         collect_fleet(qd, consul)
     finally:
         consul.stop()
-    make_user("nina", "admin")
+    with qd.store.session(write=True) as db:
+        create_user(db, "nina", "admin", PASSWORD)
     app = create_app(qd=qd)
     app.config["DEMO_BANNER"] = BANNER
     server = LiveServer(app).start()
     yield server
     qd.feed.close()
     server.stop()
+    qd.store.dispose()
 
 
 def open_signed_in(browser, site, width: int, height: int, scheme: str = "light"):
@@ -173,14 +182,16 @@ def test_the_demo_banner_is_one_compact_line_that_opens_to_the_whole_text(fleet_
         context.close()
 
 
-@pytest.mark.parametrize("width,height", [(1920, 1080), (3840, 2160)])
+# A NOC's 720p screen, a 1080p one and a 4K one.
+@pytest.mark.parametrize("width,height", [(1280, 720), (1920, 1080), (3840, 2160)])
 def test_wall_mode_clips_no_badge(fleet_site, browser, tmp_path, width, height):
     context, page = open_signed_in(browser, fleet_site, width, height, "dark")
     try:
-        for name, path in {**PAGES, "sources": "/sources"}.items():
+        wall_pages = {**PAGES, "sources": "/sources", "inventory": "/services/inventory"}
+        for name, path in wall_pages.items():
             page.goto(f"{fleet_site.url}{path}?wall=1")
             assert page.evaluate("document.documentElement.classList.contains('wall')")
-            page.screenshot(path=str(tmp_path / f"wall-{width}-{name}.png"))
+            page.screenshot(path=str(tmp_path / f"wall-{width}-{name}.jpeg"), quality=70)
             assert page.locator(".badge").count() > 0, name
             assert page.evaluate(CLIPPED_BADGES_JS) == [], name
             assert page.evaluate(SIDEWAYS_OVERFLOW_JS) == [], name
