@@ -8,22 +8,24 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from app.auth.accounts import create_token, create_user
 from app.collection.registry import configured_sources
 from app.collection.runner import run_pass
 from app.config import ConsulConfig, StaticServiceConfig
 from app.factory import create_app
 from collectors.base import InstanceRecord
 from demo.consul import ConsulDouble
-from tests.conftest import sign_in
+from tests.conftest import PASSWORD, sign_in
 from tests.web.test_service_pages import NOW, T0, check, element, html_of, instance, service, write
 
 
 @pytest.fixture
-def signed_in_client(make_user):
+def signed_in_client():
     """Return a factory: a viewer's client of the app on a given Quarterdeck."""
-    make_user("vera", "viewer")
 
     def factory(qd):
+        with qd.store.session(write=True) as db:
+            create_user(db, "vera", "viewer", PASSWORD)
         client = create_app(qd=qd).test_client()
         assert sign_in(client, "vera").status_code == 302
         return client
@@ -32,9 +34,9 @@ def signed_in_client(make_user):
 
 
 @pytest.fixture
-def pages(make_qd, signed_in_client):
-    """A Quarterdeck on the pages' fixed clock, and a viewer's client of it."""
-    qd = make_qd()
+def pages(make_qd, store_url, signed_in_client):
+    """A Quarterdeck on the pages' fixed clock, and a viewer's client of it (both stores)."""
+    qd = make_qd(store_url)
     qd.clock = lambda: NOW
     return qd, signed_in_client(qd)
 
@@ -59,10 +61,11 @@ def rows_of(html: str, section_id: str) -> list[str]:
 
 
 def test_unknown_services_are_listed_under_needs_attention_with_the_reason(
-    make_qd, signed_in_client
+    make_qd, store_url, signed_in_client
 ):
     qd = make_qd(
-        static_services=(StaticServiceConfig(name="billing-export", instances=("10.0.0.9:9100",)),)
+        store_url,
+        static_services=(StaticServiceConfig(name="billing-export", instances=("10.0.0.9:9100",)),),
     )
     collect(qd)
     qd.clock = lambda: NOW
@@ -153,8 +156,9 @@ def consul_fleet():
     consul.stop()
 
 
-def consul_and_static(make_qd, consul):
+def consul_and_static(make_qd, url, consul):
     return make_qd(
+        url,
         consul=ConsulConfig(url=consul.url, token_env="", wait_s=4),
         static_services=(StaticServiceConfig(name="legacy", instances=("10.0.0.9:80",)),),
     )
@@ -165,9 +169,9 @@ def source_row(html: str, name: str) -> str:
 
 
 def test_a_watched_source_says_when_it_last_answered_and_shows_its_stale_threshold(
-    make_qd, signed_in_client, consul_fleet, make_token
+    make_qd, store_url, signed_in_client, consul_fleet
 ):
-    qd = consul_and_static(make_qd, consul_fleet)
+    qd = consul_and_static(make_qd, store_url, consul_fleet)
     collect(qd)
     client = signed_in_client(qd)
     page = html_of(client, "/sources")
@@ -184,7 +188,8 @@ def test_a_watched_source_says_when_it_last_answered_and_shows_its_stale_thresho
     overview = source_row(html_of(client, "/"), "consul")
     assert "watching, last answer" in overview
     # So does the API.
-    auth = {"Authorization": f"Bearer {make_token('api', 'viewer')}"}
+    with qd.store.session(write=True) as db:
+        auth = {"Authorization": f"Bearer {create_token(db, 'api', 'viewer')}"}
     sources = {s["name"]: s for s in client.get("/api/v1/sources", headers=auth).json["sources"]}
     assert sources["consul"]["blocking"] is True and sources["static"]["blocking"] is False
     assert sources["consul"]["stale_after_s"] == 20.0
@@ -194,9 +199,9 @@ def test_a_watched_source_says_when_it_last_answered_and_shows_its_stale_thresho
 
 
 def test_a_watched_source_that_stopped_answering_is_overdue_then_not_watching(
-    make_qd, signed_in_client, consul_fleet
+    make_qd, store_url, signed_in_client, consul_fleet
 ):
-    qd = consul_and_static(make_qd, consul_fleet)
+    qd = consul_and_static(make_qd, store_url, consul_fleet)
     collect(qd)
     client = signed_in_client(qd)
     # Past the threshold with no answer: still watching, but overdue, and stale.
