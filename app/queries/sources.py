@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.collection.registry import ConfiguredSource
+from app.collection.unrecorded import UnrecordedRuns
 from app.models import CollectorRun, SourceStatus
 
 
@@ -26,6 +27,9 @@ class SourceView:
     error_kind: str
     age_s: float | None
     stale_after_s: float
+    # Set while the store refuses to record this source's passes (error_kind "store").
+    store_error: str = ""
+    unrecorded_runs: int = 0
     # A blocking-query source (Consul) is watched, not polled: each pass waits for an answer.
     blocking: bool = False
     # When the source last answered: the end of its last successful pass.
@@ -56,6 +60,8 @@ class SourceView:
             "stale_after_s": round(self.stale_after_s, 1),
             "blocking": self.blocking,
             "last_answer_at": iso(self.last_answer_at),
+            "store_error": self.store_error or None,
+            "unrecorded_runs": self.unrecorded_runs,
         }
 
 
@@ -64,17 +70,28 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def source_views(db: Session, sources: list[ConfiguredSource], now: datetime) -> list[SourceView]:
-    """Describe each configured source from its last recorded runs."""
+def source_views(
+    db: Session,
+    sources: list[ConfiguredSource],
+    now: datetime,
+    unrecorded: UnrecordedRuns | None = None,
+) -> list[SourceView]:
+    """Describe each configured source from its last recorded runs, or the ones not recorded.
+
+    A pass the store refused to record is newer than anything stored: it is what the source's
+    status is now, not the old success the store still holds.
+    """
     rows = {row.name: row for row in db.scalars(select(SourceStatus))}
     views = [_view(source, rows.get(source.name), now) for source in sources]
+    if unrecorded is not None:
+        views = [_with_unrecorded(view, unrecorded) for view in views]
     return [
-        _watched(db, view) if getattr(source.collector, "blocking", False) else view
+        _watched(db, view, unrecorded) if getattr(source.collector, "blocking", False) else view
         for source, view in zip(sources, views, strict=True)
     ]
 
 
-def _watched(db: Session, view: SourceView) -> SourceView:
+def _watched(db: Session, view: SourceView, unrecorded: UnrecordedRuns | None) -> SourceView:
     """Mark a blocking-query source, with when it last answered (its last pass's end)."""
     run = db.execute(
         select(CollectorRun.started_at, CollectorRun.duration_s)
@@ -82,8 +99,36 @@ def _watched(db: Session, view: SourceView) -> SourceView:
         .order_by(CollectorRun.started_at.desc())
         .limit(1)
     ).first()
-    answered_at = run.started_at + timedelta(seconds=run.duration_s) if run else None
+    answers = [run] if run else []
+    # A pass the store refused still heard the source answer.
+    if unrecorded is not None:
+        answers += [held.record for held in unrecorded.held(view.name) if held.collected]
+    answered_at = max(
+        (a.started_at + timedelta(seconds=a.duration_s) for a in answers), default=None
+    )
     return replace(view, blocking=True, last_answer_at=answered_at)
+
+
+def _with_unrecorded(view: SourceView, unrecorded: UnrecordedRuns) -> SourceView:
+    held = unrecorded.held(view.name)
+    if not held:
+        return view
+    latest = held[-1]
+    store_error = f"the store could not be written: {latest.store_error}"
+    if latest.collected:
+        what = "what the source returned is not stored"
+    else:
+        what = f"the pass failed too: {latest.record.error}"
+    return replace(
+        view,
+        status="error",
+        last_run_at=latest.record.started_at,
+        last_error=f"{store_error}; {what}",
+        last_error_at=latest.record.started_at,
+        error_kind="store",
+        store_error=latest.store_error,
+        unrecorded_runs=len(held) + unrecorded.dropped(view.name),
+    )
 
 
 def _view(source: ConfiguredSource, row: SourceStatus | None, now: datetime) -> SourceView:
