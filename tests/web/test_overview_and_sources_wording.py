@@ -11,6 +11,7 @@ import pytest
 from app.auth.accounts import create_token, create_user
 from app.collection.registry import configured_sources
 from app.collection.runner import run_pass
+from app.collection.unrecorded import HeldRun, RunRecord
 from app.config import ConsulConfig, StaticServiceConfig
 from app.factory import create_app
 from collectors.base import InstanceRecord
@@ -216,3 +217,30 @@ def test_a_watched_source_that_stopped_answering_is_overdue_then_not_watching(
     consul = source_row(html_of(client, "/sources"), "consul")
     assert 'data-source-status="error"' in consul
     assert "not watching: last answer <time" in consul
+
+
+def test_a_watched_source_whose_answers_the_store_refuses_still_says_when_it_answered(
+    make_qd, store_url, signed_in_client, consul_fleet
+):
+    qd = consul_and_static(make_qd, store_url, consul_fleet)
+    collect(qd)
+    # What the runner holds when Consul answered but the store refused the run record.
+    started = datetime.now(UTC).replace(microsecond=0)
+    qd.unrecorded.hold(
+        HeldRun(
+            RunRecord("consul", "consul", started, duration_s=1.5, ok=True),
+            store_error="OperationalError: database or disk is full",
+            collected=True,
+        )
+    )
+    client = signed_in_client(qd)
+    consul = source_row(html_of(client, "/sources"), "consul")
+    assert 'data-source-status="error"' in consul
+    assert re.search(r"watching, last answer <time[^>]*>[^<]*</time> \(not stored\)", consul)
+    assert "database or disk is full" in consul
+    with qd.store.session(write=True) as db:
+        auth = {"Authorization": f"Bearer {create_token(db, 'api2', 'viewer')}"}
+    body = client.get("/api/v1/sources", headers=auth).json
+    consul_json = next(s for s in body["sources"] if s["name"] == "consul")
+    expected = (started + timedelta(seconds=1.5)).isoformat().replace("+00:00", "Z")
+    assert consul_json["last_answer_at"] == expected
