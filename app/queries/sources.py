@@ -34,6 +34,8 @@ class SourceView:
     blocking: bool = False
     # When the source last answered: the end of its last successful pass.
     last_answer_at: datetime | None = None
+    # What the source's collector warned of on its last successful pass (see SourceWarning).
+    warnings: tuple[dict, ...] = ()
 
     @property
     def stale(self) -> bool:
@@ -62,6 +64,7 @@ class SourceView:
             "last_answer_at": iso(self.last_answer_at),
             "store_error": self.store_error or None,
             "unrecorded_runs": self.unrecorded_runs,
+            "warnings": [dict(w) for w in self.warnings],
         }
 
 
@@ -176,4 +179,5 @@ def _view(source: ConfiguredSource, row: SourceStatus | None, now: datetime) -> 
         error_kind="" if row.ok else row.error_kind,
         age_s=age,
         stale_after_s=source.stale_after_s,
+        warnings=tuple(w for w in (row.warnings or []) if isinstance(w, dict)),
     )
