@@ -5,21 +5,21 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.auth.access import public
+from app.auth.access import probe
 from app.views.common import qd
 
 bp = Blueprint("ops", __name__)
 
 
 @bp.get("/healthz")
-@public
+@probe
 def healthz():
     """Answer while the process is up."""
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
-@public
+@probe
 def readyz():
     """Answer 200 when the store can be reached, 503 otherwise."""
     try:
@@ -30,7 +30,7 @@ def readyz():
 
 
 @bp.get("/metrics")
-@public
+@probe
 def metrics():
     """Expose Quarterdeck's own metrics in Prometheus text format."""
     return Response(
