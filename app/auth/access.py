@@ -178,14 +178,16 @@ def _session_identity(qd, touch: bool) -> Identity | None:
     now = qd.clock()
     with qd.store.session() as db:
         found = find_session(db, secret)
-    if found is None:
-        session.clear()  # signed out, or ended by an administrator
+    # Only the id goes: the CSRF token stays, so a form sent after the session ended gets
+    # "sign in" rather than "form expired".
+    if found is None:  # signed out, or ended by an administrator
+        session.pop(SESSION_KEY, None)
         return None
     row, user = found
     if user.disabled or policy.is_over(row, now):
         with qd.store.session(write=True) as db:
             end_session_by_id(db, row.id)
-        session.clear()
+        session.pop(SESSION_KEY, None)
         return None
     if touch and now - row.last_seen_at >= policy.touch_every():
         with qd.store.session(write=True) as db:

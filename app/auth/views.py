@@ -59,11 +59,14 @@ def login():
     if user is None:
         return _refuse("Wrong user name or password.", next_url, 401)
     policy = session_policy(qd.config)
+    previous = session.get(SESSION_KEY)
     with qd.store.session(write=True) as db:
         user = db.get(User, user.id)
         if user is None or user.disabled:  # changed while the password was being checked
             return _refuse("Wrong user name or password.", next_url, 401)
         now = qd.clock()
+        if isinstance(previous, str) and previous:
+            end_session(db, previous)  # signing in again replaces this browser's session
         release_attempt(db, name, address)
         note_sign_in(user, password, now)
         prune_sessions(db, policy, now)

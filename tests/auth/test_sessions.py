@@ -192,3 +192,28 @@ def test_identify_tells_a_stream_whether_its_caller_may_still_watch(app, qd, mak
         db.execute(update(ApiToken).values(revoked_at=utcnow()))
     with app.test_request_context("/events", headers=bearer), pytest.raises(Unauthorized):
         identify()
+
+
+def test_a_form_sent_after_the_session_ended_asks_to_sign_in(app, qd, make_user):
+    make_user("alice", "viewer")
+    client = signed_in_as(app, "alice")
+    token = csrf_token_from(client.get("/").get_data(as_text=True))
+    with qd.store.session() as db:
+        db.execute(update(UserSession).values(expires_at=utcnow()))
+    response = client.post("/logout", data={"csrf_token": token})
+    assert response.status_code == 401
+
+
+def test_signing_in_again_in_the_same_browser_replaces_its_session(app, qd, make_user):
+    make_user("alice", "viewer")
+    client = signed_in_as(app, "alice")
+    first = session_id_in(app, client)
+    from tests.conftest import PASSWORD
+
+    token = csrf_token_from(client.get("/").get_data(as_text=True))
+    form = {"username": "alice", "password": PASSWORD, "csrf_token": token}
+    assert client.post("/login", data=form).status_code == 302
+    (row,) = _sessions_of(qd, "alice")
+    assert row.secret_hash != digest(first) and row.secret_hash == digest(
+        session_id_in(app, client)
+    )
