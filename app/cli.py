@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     # APScheduler logs every job run at INFO: one line per source every interval.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # Alembic logs its context and each step at INFO; `db upgrade` says what it did itself.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     if args.command is None:
         parser.print_help()
         return 2
@@ -99,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the dashboard on a fresh SQLite with a simulated fleet")
     demo.add_argument("--bind", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)")
+    demo.add_argument(
+        "--keep", action="store_true", help="keep the demo's folder (config, store) on exit"
+    )
     demo.set_defaults(handler=_demo)
     return parser
 
@@ -107,14 +112,13 @@ def _open(config: Config, *, migrate: bool = False):
     from app.context import Quarterdeck
     from app.store import migrate as migrations
 
-    qd = Quarterdeck.from_config(config)
     if migrate:
-        migrations.upgrade(qd.store.url)
-    elif not migrations.is_up_to_date(qd.store.url):
-        raise SystemExit(
-            "quarterdeck: the store's schema is not current: run `quarterdeck db upgrade`"
-        )
-    return qd
+        migrations.upgrade(config.store.url)
+        log.info("store created at schema %s", migrations.head_revision())
+    elif problem := migrations.schema_problem(config.store.url):
+        # Checked before anything opens the store: opening an SQLite path creates the file.
+        raise SystemExit(f"quarterdeck: {problem}")
+    return Quarterdeck.from_config(config)
 
 
 @contextlib.contextmanager
@@ -130,8 +134,22 @@ def _opened(config: Config) -> Iterator:
 def _db_upgrade(config: Config, _args) -> int:
     from app.store import migrate as migrations
 
-    migrations.upgrade(config.store.url)
-    print("store is at the newest schema")
+    url = config.store.url
+    try:
+        before = migrations.revision_of(url)
+        migrations.upgrade(url)
+    except Exception as exc:  # a migration runs in one transaction: nothing of it stayed
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(f"quarterdeck: db upgrade failed, the store is unchanged: {reason}", file=sys.stderr)
+        return 1
+    after = migrations.head_revision()
+    where = migrations.shown_url(url)
+    if before is None:
+        print(f"store at {where} created at schema {after}")
+    elif before == after:
+        print(f"store at {where} already at the newest schema ({after})")
+    else:
+        print(f"store at {where} upgraded from schema {before} to {after}")
     return 0
 
 
@@ -323,7 +341,7 @@ def _with_bind(config: Config, bind: str):
     import dataclasses
 
     host, sep, port = bind.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not (port.isascii() and port.isdigit()):
         raise SystemExit(f"quarterdeck: --bind {bind!r} must be HOST:PORT")
     return dataclasses.replace(config.server, bind=bind)
 
@@ -365,7 +383,7 @@ def _run_server(qd, *, dev: bool = False, banner: str | None = None) -> int:
 def _demo(config: Config, args) -> int:
     from demo.run import run_demo
 
-    return run_demo(args.bind)
+    return run_demo(args.bind, keep=args.keep)
 
 
 if __name__ == "__main__":

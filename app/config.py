@@ -288,7 +288,7 @@ def _check_unique_names(items: list, section: str, where: str) -> None:
 
 def _check_consistency(config: Config, where: str) -> None:
     host, sep, port = config.server.bind.rpartition(":")
-    if not sep or not port.isdigit() or not host:
+    if not sep or not _is_port(port, lowest=0) or not host:
         raise ConfigError(f"{where}: [server] bind = '{config.server.bind}' must be HOST:PORT")
     for label, proxies in (
         ("[auth] trusted_proxies", config.auth.trusted_proxies),
@@ -316,11 +316,16 @@ def _check_consistency(config: Config, where: str) -> None:
     for svc in config.static_services:
         for instance in svc.instances:
             host, sep, port = instance.rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            if not sep or not host or not _is_port(port):
                 raise ConfigError(
                     f"{where}: [[static_services]] '{svc.name}' instance '{instance}' "
                     "must be HOST:PORT"
                 )
+
+
+def _is_port(text: str, lowest: int = 1) -> bool:
+    # str.isdigit() also accepts "²", which int() then refuses.
+    return text.isascii() and text.isdigit() and len(text) <= 5 and lowest <= int(text) < 65536
 
 
 def _secret_variable_names(raw: dict[str, typing.Any]) -> set[str]:

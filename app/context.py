@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from app.collection.unrecorded import UnrecordedRuns
 from app.config import Config
 from app.live import ChangeFeed
 from app.metrics import Metrics
@@ -22,6 +23,8 @@ class Quarterdeck:
     feed: ChangeFeed = field(default_factory=ChangeFeed)
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], datetime] = utcnow
+    # Passes the store could not record, shown on the Sources page until it takes them.
+    unrecorded: UnrecordedRuns = field(default_factory=UnrecordedRuns)
 
     @classmethod
     def from_config(cls, config: Config) -> Quarterdeck:

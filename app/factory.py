@@ -18,6 +18,9 @@ from app.views import errors
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
 
+# One year, the usual HSTS lifetime; no includeSubDomains: other hosts of the domain are not ours.
+HSTS_MAX_AGE_S = 365 * 24 * 3600
+
 NAV = (
     ("overview.index", "Overview"),
     ("services.index", "Services"),
@@ -54,6 +57,13 @@ def create_app(config: Config | None = None, qd: Quarterdeck | None = None) -> F
 
     @app.after_request
     def _security_headers(response):
+        if server.cookie_secure:
+            # Secure cookies mean the site is served over TLS: tell browsers to keep to it.
+            response.headers.setdefault("Strict-Transport-Security", f"max-age={HSTS_MAX_AGE_S}")
+        if request.endpoint != "static":
+            # Pages and API answers show what the caller may see: no browser or proxy keeps them.
+            # A view that says otherwise (the event stream's no-cache) keeps its own.
+            response.headers.setdefault("Cache-Control", "no-store")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import logging
 import os
 import secrets
+import shutil
+import signal
+import sys
 import tempfile
 from pathlib import Path
 
-from app.config import (
-    Config,
-    ConsulConfig,
-    ServerConfig,
-    StaticServiceConfig,
-    StoreConfig,
-)
+from app.config import Config, load_config
 
 log = logging.getLogger(__name__)
 
 DEMO_ADMIN = "admin"
+CONFIG_NAME = "quarterdeck.toml"
 BANNER = (
     "Demo: the Consul agent here is simulated (an in-process double of its HTTP API, with "
     "made-up incidents every half minute or so) and the store is a throw-away SQLite file. "
@@ -27,56 +25,107 @@ BANNER = (
 )
 
 
-def demo_config(workdir: Path, bind: str, consul_url: str | None) -> Config:
-    """Return the configuration the demo runs with."""
-    return Config(
-        store=StoreConfig(url=f"sqlite:///{workdir / 'quarterdeck-demo.db'}"),
-        # The demo serves plain HTTP on loopback, where a Secure cookie would not be sent back.
-        server=dataclasses.replace(ServerConfig(), bind=bind, cookie_secure=False),
-        consul=ConsulConfig(url=consul_url, token_env="QUARTERDECK_DEMO_CONSUL_TOKEN")  # noqa: S106
-        if consul_url
-        else None,
-        static_services=(
-            StaticServiceConfig(
-                name="legacy-billing",
-                instances=("127.0.0.1:9301", "127.0.0.1:9302"),
-                tags=("static", "version=2024.3"),
-            ),
-        ),
-        demo=True,
+def _toml_string(value: str) -> str:
+    # A JSON string is a valid TOML basic string (same escapes).
+    return json.dumps(value)
+
+
+def write_demo_config(workdir: Path, bind: str, consul_url: str) -> Path:
+    """Write the demo's configuration file into its folder and return the file's path."""
+    path = workdir / CONFIG_NAME
+    store_url = f"sqlite:///{workdir / 'quarterdeck-demo.db'}"
+    path.write_text(
+        "# Written by `quarterdeck demo` for this run: the CLI reads it through\n"
+        "# QUARTERDECK_CONFIG while the demo runs (the simulated Consul goes with it).\n"
+        f"[store]\nurl = {_toml_string(store_url)}\n\n"
+        f"[server]\nbind = {_toml_string(bind)}\n"
+        "# Plain HTTP on loopback, where a Secure cookie would not be sent back.\n"
+        "cookie_secure = false\n\n"
+        f"[consul]\nurl = {_toml_string(consul_url)}\n"
+        'token_env = "QUARTERDECK_DEMO_CONSUL_TOKEN"\n\n'
+        "[[static_services]]\n"
+        'name = "legacy-billing"\n'
+        'instances = ["127.0.0.1:9301", "127.0.0.1:9302"]\n'
+        'tags = ["static", "version=2024.3"]\n',
+        encoding="utf-8",
     )
+    return path
 
 
-def run_demo(bind: str) -> int:
-    """Start the simulated fleet, create a one-time admin and serve the dashboard."""
+def demo_config(config_path: Path) -> Config:
+    """Read the demo's own file (environment overrides apply, as for any config)."""
+    return load_config(config_path).replace(demo=True)
+
+
+def cli_command() -> str:
+    """Return how to call this installation's `quarterdeck`, relative when it is nearby."""
+    script = Path(sys.executable).parent / "quarterdeck"
+    if not script.exists():
+        return "quarterdeck"
+    relative = os.path.relpath(script)
+    return relative if not relative.startswith("..") else str(script)
+
+
+def run_demo(bind: str, keep: bool = False) -> int:
+    """Start the simulated fleet, create a one-time admin and serve the dashboard.
+
+    Everything lives in one temporary folder (config file, SQLite store), removed on exit
+    unless `keep`.
+    """
+    # Sign-ins need not outlive the demo: a fresh session key each run, unless one is set.
+    os.environ.setdefault("QUARTERDECK_SECRET_KEY", secrets.token_hex(32))
+    workdir = Path(tempfile.mkdtemp(prefix="quarterdeck-demo-"))
+    # SIGTERM (a service manager, `kill`) ends the demo like Ctrl-C: through the clean-up.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return _serve_demo(workdir, bind, keep)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if keep:
+            print(f"  demo folder kept: {workdir}", flush=True)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+            print(f"  demo folder removed: {workdir}", flush=True)
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(0)
+
+
+def _serve_demo(workdir: Path, bind: str, keep: bool) -> int:
     from app.auth.accounts import create_user
     from app.cli import _open, _run_server
     from demo.consul import ConsulDouble
     from demo.fleet_seed import seed_demo_fleet
     from demo.weather import DemoWeather
 
-    # Sign-ins need not outlive the demo: a fresh session key each run, unless one is set.
-    os.environ.setdefault("QUARTERDECK_SECRET_KEY", secrets.token_hex(32))
-    workdir = Path(tempfile.mkdtemp(prefix="quarterdeck-demo-"))
     consul = ConsulDouble()
     instances = seed_demo_fleet(consul)
     consul.start()
     weather = DemoWeather(consul, instances).start()
-    config = demo_config(workdir, bind, consul.url)
-    qd = _open(config, migrate=True)
-    password = secrets.token_urlsafe(12)
-    with qd.store.session(write=True) as db:
-        create_user(db, DEMO_ADMIN, "admin", password)
-    host, _, port = bind.rpartition(":")
-    print(
-        "\n"
-        f"  Quarterdeck demo: http://{host}:{port}/\n"
-        f"  sign in as '{DEMO_ADMIN}' with the one-time password: {password}\n"
-        f"  simulated Consul agent at {consul.url}; store in {workdir}\n",
-        flush=True,
-    )
+    qd = None
     try:
+        config_path = write_demo_config(workdir, bind, consul.url)
+        config = demo_config(config_path)
+        qd = _open(config, migrate=True)
+        password = secrets.token_urlsafe(12)
+        with qd.store.session(write=True) as db:
+            create_user(db, DEMO_ADMIN, "admin", password)
+        host, _, port = config.server.bind.rpartition(":")
+        leaving = "kept on exit (--keep)" if keep else "removed on exit unless --keep"
+        print(
+            "\n"
+            f"  Quarterdeck demo: http://{host}:{port}/\n"
+            f"  sign in as '{DEMO_ADMIN}' with the one-time password: {password}\n"
+            f"  simulated Consul agent at {consul.url}\n"
+            f"  config and store in {workdir} ({leaving})\n"
+            "  the command line against this demo, e.g. an API token:\n"
+            f"    QUARTERDECK_CONFIG={config_path} {cli_command()} token create me --role viewer\n",
+            flush=True,
+        )
         return _run_server(qd, banner=BANNER)
     finally:
         weather.stop()
         consul.stop()
+        if qd is not None:
+            qd.store.dispose()

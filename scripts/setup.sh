@@ -61,7 +61,10 @@ fi
 if [[ ! -x .venv/bin/python ]]; then
   python=""
   for candidate in python3.13 python3.12 python3.11 python3; do
-    if have "$candidate" && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    # Quietly: a pyenv shim for a version that is installed but not selected is on PATH,
+    # and answers with "command not found" and advice on stderr.
+    if have "$candidate" &&
+      "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then
       python=$candidate
       break
     fi

@@ -62,6 +62,33 @@ def store_url(request, tmp_path) -> str:
     return url
 
 
+# Test directories whose app, contexts and users run once on SQLite and once on PostgreSQL
+# (`app_store_url`). The store tests pick their backends themselves (`store_url`).
+BOTH_STORES = ("auth", "web")
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def pytest_generate_tests(metafunc):
+    """Run the tests under BOTH_STORES on both stores, the others on SQLite only."""
+    if "app_store_url" not in metafunc.fixturenames:
+        return
+    relative = Path(metafunc.definition.path).resolve().relative_to(TESTS_DIR)
+    if relative.parts[0] in BOTH_STORES:
+        metafunc.parametrize("app_store_url", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def app_store_url(request) -> Iterator[str]:
+    """The store of the test's Quarterdeck context: a fresh copy of a migrated database."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield request.getfixturevalue("sqlite_url")
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database(template=server.migrated_template())
+    yield url
+    server.drop_database(url)
+
+
 def test_config(store_url: str, **sections) -> Config:
     """A config for tests: the given store, insecure cookies for the test client."""
     server = ServerConfig(cookie_secure=False, bind="127.0.0.1:0")
@@ -72,12 +99,12 @@ test_config.__test__ = False  # a helper, not a test
 
 
 @pytest.fixture
-def make_qd(sqlite_url) -> Iterator[Callable[..., Quarterdeck]]:
+def make_qd(app_store_url) -> Iterator[Callable[..., Quarterdeck]]:
     """Return a factory of Quarterdeck contexts on the fresh store (sections as keywords)."""
     made: list[Quarterdeck] = []
 
     def factory(url: str | None = None, **sections) -> Quarterdeck:
-        qd = Quarterdeck.from_config(test_config(url or sqlite_url, **sections))
+        qd = Quarterdeck.from_config(test_config(url or app_store_url, **sections))
         made.append(qd)
         return qd
 
@@ -89,7 +116,7 @@ def make_qd(sqlite_url) -> Iterator[Callable[..., Quarterdeck]]:
 
 @pytest.fixture
 def qd(make_qd) -> Quarterdeck:
-    """A Quarterdeck context on a fresh SQLite store."""
+    """A Quarterdeck context on a fresh store (SQLite; PostgreSQL too under BOTH_STORES)."""
     return make_qd()
 
 

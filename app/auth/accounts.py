@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.models import ROLES, ApiToken, User, utcnow
+from app.quoting import quote_input
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
 MIN_PASSWORD_LENGTH = 12
@@ -37,7 +38,7 @@ def role_at_least(role: str, needed: str) -> bool:
 def check_role(role: str) -> str:
     """Return the role if it is one of viewer, operator, admin."""
     if role not in ROLES:
-        raise AccountError(f"role must be one of {', '.join(ROLES)}, not '{role}'")
+        raise AccountError(f"role must be one of {', '.join(ROLES)}, not {quote_input(role)}")
     return role
 
 
@@ -57,7 +58,7 @@ def create_user(session: Session, name: str, role: str, password: str) -> User:
     check_role(role)
     check_password_length(password)
     if session.scalar(select(User.id).where(User.name == name)) is not None:
-        raise AccountError(f"user '{name}' already exists")
+        raise AccountError(f"user {quote_input(name)} already exists")
     user = User(name=name, role=role, password_hash=_hasher.hash(password), created_at=utcnow())
     session.add(user)
     session.flush()
@@ -148,7 +149,7 @@ def create_token(session: Session, name: str, role: str, created_by: int | None 
     check_name(name)
     check_role(role)
     if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
-        raise AccountError(f"token '{name}' already exists")
+        raise AccountError(f"token {quote_input(name)} already exists")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     session.add(
         ApiToken(

@@ -24,6 +24,7 @@ from app.auth.accounts import (
 )
 from app.auth.sessions import end_user_sessions
 from app.models import ApiToken, User
+from app.quoting import quote_input
 
 audit = logging.getLogger("quarterdeck.audit")
 AUTH_TOPIC = "auth"
@@ -161,7 +162,7 @@ def _changed(qd, message: str, *args) -> None:
 def _load(db: Session, name: str) -> User:
     user = db.scalar(select(User).where(User.name == name).with_for_update())
     if user is None:
-        raise AccountError(f"no user named '{name[:100]}'")
+        raise AccountError(f"no user named {quote_input(name)}")
     return user
 
 

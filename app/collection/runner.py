@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from app.collection.unrecorded import HeldRun, RunRecord
 from app.context import Quarterdeck
 from app.models import CollectorRun, SourceStatus
 from app.queries.services import service_topic
@@ -63,8 +64,11 @@ def run_pass(qd: Quarterdeck, collector: Collector) -> PassResult:
                 else:
                     raise TypeError(f"unknown record type {type(record).__name__}")
             duration = time.perf_counter() - start
-            if _record(db, collector, started_at, duration, ok=True, counts=counts):
+            run = RunRecord(collector.name, collector.kind, started_at, duration, True, "", counts)
+            held = qd.unrecorded.held(collector.name)
+            if _record_with_held(db, held, run):
                 topics.add("sources")
+        qd.unrecorded.forget(collector.name, held)
         result = PassResult(collector.name, True, duration, counts=counts)
     except Exception as exc:
         # What the collector returned is lost; one that reports changes only must start over.
@@ -72,8 +76,8 @@ def run_pass(qd: Quarterdeck, collector: Collector) -> PassResult:
         resync = getattr(collector, "resync", None)
         if resync is not None:
             resync()
-        reason = f"could not store what was collected: {type(exc).__name__}: {exc}"
-        result = _failed(qd, collector, started_at, start, reason, False)
+        reason = f"could not store what was collected: {_describe(exc)}"
+        result = _failed(qd, collector, started_at, start, reason, False, collected=True)
     return _finish(qd, collector, topics, result)
 
 
@@ -89,61 +93,69 @@ def _finish(qd: Quarterdeck, collector: Collector, topics: set[str], result: Pas
     return result
 
 
-def _failed(qd, collector, started_at, start, reason: str, config_error: bool) -> PassResult:
+def _failed(
+    qd, collector, started_at, start, reason: str, config_error: bool, *, collected: bool = False
+) -> PassResult:
     duration = time.perf_counter() - start
     log.warning("source %s unavailable: %s", collector.name, reason)
+    record = RunRecord(
+        collector.name, collector.kind, started_at, duration, False, reason, {}, config_error
+    )
+    held = qd.unrecorded.held(collector.name)
     try:
         with qd.store.session(write=True) as db:
-            _record(
-                db,
-                collector,
-                started_at,
-                duration,
-                ok=False,
-                error=reason,
-                config_error=config_error,
-            )
-    except Exception:  # the store itself is down: the log and /metrics still tell
+            _record_with_held(db, held, record)
+        qd.unrecorded.forget(collector.name, held)
+    except Exception as exc:  # the store itself is down: keep the outcome until it is back
         log.exception("could not record the failed pass of %s", collector.name)
+        qd.unrecorded.hold(HeldRun(record, _describe(exc), collected))
     return PassResult(collector.name, False, duration, error=reason, config_error=config_error)
 
 
-def _record(
-    db,
-    collector: Collector,
-    started_at,
-    duration: float,
-    *,
-    ok: bool,
-    counts: dict | None = None,
-    error: str = "",
-    config_error: bool = False,
-) -> bool:
+def _describe(exc: BaseException) -> str:
+    """Name a store error by its driver exception and first line."""
+    orig = getattr(exc, "orig", None) or exc
+    first_line = (str(orig).strip().splitlines() or [""])[0]
+    return f"{type(orig).__name__}: {first_line}" if first_line else type(orig).__name__
+
+
+def _record_with_held(db, held: list[HeldRun], record: RunRecord) -> bool:
+    """Write the held passes, oldest first, then this one; return True when the status flipped.
+
+    A held pass also flips what the Sources page shows (it showed the held outcome).
+    """
+    flipped = bool(held)
+    for run in held:
+        _record(db, run.record)
+    return _record(db, record) or flipped
+
+
+def _record(db, run: RunRecord) -> bool:
     """Store the run and the source's status; return True when the status flipped."""
     db.add(
         CollectorRun(
-            source=collector.name,
-            kind=collector.kind,
-            started_at=started_at,
-            duration_s=duration,
-            ok=ok,
-            error=error,
-            counts=counts or {},
+            source=run.source,
+            kind=run.kind,
+            started_at=run.started_at,
+            duration_s=run.duration_s,
+            ok=run.ok,
+            error=run.error,
+            counts=run.counts,
         )
     )
-    status = db.scalar(select(SourceStatus).where(SourceStatus.name == collector.name))
+    status = db.scalar(select(SourceStatus).where(SourceStatus.name == run.source))
     if status is None:
-        status = SourceStatus(name=collector.name, kind=collector.kind)
+        status = SourceStatus(name=run.source, kind=run.kind)
         db.add(status)
-    flipped = status.ok != ok
-    status.kind = collector.kind
-    status.last_run_at = started_at
-    status.ok = ok
-    if ok:
-        status.last_success_at = started_at
+    flipped = status.ok != run.ok
+    status.kind = run.kind
+    status.last_run_at = run.started_at
+    status.ok = run.ok
+    if run.ok:
+        status.last_success_at = run.started_at
         status.error_kind = ""
     else:
-        status.last_error = error
-        status.last_error_at = started_at
-        status.error_kind = "config" if config_error else "unavailable"
+        status.last_error = run.error
+        status.last_error_at = run.started_at
+        status.error_kind = "config" if run.config_error else "unavailable"
     return flipped

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.collection.registry import ConfiguredSource
+from app.collection.unrecorded import UnrecordedRuns
 from app.models import SourceStatus
 
 
@@ -26,6 +27,9 @@ class SourceView:
     error_kind: str
     age_s: float | None
     stale_after_s: float
+    # Set while the store refuses to record this source's passes (error_kind "store").
+    store_error: str = ""
+    unrecorded_runs: int = 0
 
     @property
     def stale(self) -> bool:
@@ -49,6 +53,8 @@ class SourceView:
             "last_error_at": iso(self.last_error_at),
             "error_kind": self.error_kind or None,
             "age_s": None if self.age_s is None else round(self.age_s, 1),
+            "store_error": self.store_error or None,
+            "unrecorded_runs": self.unrecorded_runs,
         }
 
 
@@ -57,10 +63,44 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def source_views(db: Session, sources: list[ConfiguredSource], now: datetime) -> list[SourceView]:
-    """Describe each configured source from its last recorded runs."""
+def source_views(
+    db: Session,
+    sources: list[ConfiguredSource],
+    now: datetime,
+    unrecorded: UnrecordedRuns | None = None,
+) -> list[SourceView]:
+    """Describe each configured source from its last recorded runs, or the ones not recorded.
+
+    A pass the store refused to record is newer than anything stored: it is what the source's
+    status is now, not the old success the store still holds.
+    """
     rows = {row.name: row for row in db.scalars(select(SourceStatus))}
-    return [_view(source, rows.get(source.name), now) for source in sources]
+    views = [_view(source, rows.get(source.name), now) for source in sources]
+    if unrecorded is not None:
+        views = [_with_unrecorded(view, unrecorded) for view in views]
+    return views
+
+
+def _with_unrecorded(view: SourceView, unrecorded: UnrecordedRuns) -> SourceView:
+    held = unrecorded.held(view.name)
+    if not held:
+        return view
+    latest = held[-1]
+    store_error = f"the store could not be written: {latest.store_error}"
+    if latest.collected:
+        what = "what the source returned is not stored"
+    else:
+        what = f"the pass failed too: {latest.record.error}"
+    return replace(
+        view,
+        status="error",
+        last_run_at=latest.record.started_at,
+        last_error=f"{store_error}; {what}",
+        last_error_at=latest.record.started_at,
+        error_kind="store",
+        store_error=latest.store_error,
+        unrecorded_runs=len(held) + unrecorded.dropped(view.name),
+    )
 
 
 def _view(source: ConfiguredSource, row: SourceStatus | None, now: datetime) -> SourceView:

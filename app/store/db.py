@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from app.store.probe import WriteProbe
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -20,8 +23,12 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_store_engine(url: str) -> Engine:
-    """Create an engine with the settings each backend needs."""
+def create_store_engine(url: str, *, foreign_keys: bool = True) -> Engine:
+    """Create an engine with the settings each backend needs.
+
+    `foreign_keys=False` is for migrations only: SQLite rebuilds a table to alter it, and
+    dropping the old copy with foreign keys on would cascade to every row that refers to it.
+    """
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(
@@ -30,18 +37,26 @@ def create_store_engine(url: str) -> Engine:
             pool_size=20,
             max_overflow=40,
         )
-        event.listen(engine, "connect", _configure_sqlite)
+        event.listen(engine, "connect", functools.partial(_configure_sqlite, foreign_keys))
         event.listen(engine, "begin", _begin_sqlite)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(
+        url,
+        # libpq waits for an unanswered server forever by default.
+        connect_args={} if "connect_timeout" in make_url(url).query else {"connect_timeout": 10},
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+    )
 
 
-def _configure_sqlite(dbapi_connection, _record) -> None:
-    # pysqlite's own transaction handling defers BEGIN badly; we issue it ourselves.
+def _configure_sqlite(foreign_keys: bool, dbapi_connection, _record) -> None:
+    # pysqlite's own transaction handling defers BEGIN badly; we issue it ourselves. That also
+    # keeps the PRAGMAs below outside any transaction, where foreign_keys would be ignored.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
@@ -65,6 +80,7 @@ class Store:
         self.write_sessions = sessionmaker(
             self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False
         )
+        self.write_probe = WriteProbe(self.engine)
 
     @property
     def dialect(self) -> str:
@@ -86,11 +102,6 @@ class Store:
             except BaseException:
                 session.rollback()
                 raise
-
-    def ping(self) -> None:
-        """Raise if the database cannot be reached."""
-        with self.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
         """Close every pooled connection."""

@@ -8,7 +8,8 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.store.db import create_store_engine, normalize_url
 
@@ -32,6 +33,17 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+def revision_of(url: str) -> str | None:
+    """Return the store's revision, or None when it has no schema (or no SQLite file) yet."""
+    if missing_sqlite_file(url):
+        return None
+    engine = create_store_engine(url)
+    try:
+        return current_revision(engine)
+    finally:
+        engine.dispose()
+
+
 def downgrade(url: str, revision: str) -> None:
     """Migrate the store down to a revision ('base' removes every table)."""
     command.downgrade(alembic_config(url), revision)
@@ -53,8 +65,49 @@ def head_revision() -> str:
 
 def is_up_to_date(url: str) -> bool:
     """Tell whether the store is at the head revision."""
-    engine = create_store_engine(url)
+    return schema_problem(url) is None
+
+
+def shown_url(url: str) -> str:
+    """Render a store URL for messages, without its password."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def missing_sqlite_file(url: str) -> bool:
+    """Tell whether the URL names an SQLite file that does not exist (opening would create it)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.query.get("uri"):
+        return False
+    database = parsed.database or ""
+    return database not in ("", ":memory:") and not Path(database).exists()
+
+
+def schema_problem(url: str) -> str | None:
+    """Say why this version cannot use the store as it is, or None when it is at head.
+
+    Never creates anything: an SQLite file that does not exist is reported, not opened.
+    """
+    where = shown_url(url)
+    if missing_sqlite_file(url):
+        return f"no store at {where}: run `quarterdeck db upgrade`"
+    head = head_revision()
     try:
-        return current_revision(engine) == head_revision()
-    finally:
-        engine.dispose()
+        revision = revision_of(url)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        return f"cannot open the store at {where}: {reason}"
+    if revision == head:
+        return None
+    if revision is None:
+        return f"the store at {where} has no schema yet: run `quarterdeck db upgrade`"
+    script = ScriptDirectory.from_config(alembic_config(url))
+    known = {r.revision for r in script.walk_revisions()}
+    if revision not in known:
+        return (
+            f"the store at {where} is at schema {revision}, newer than this version of "
+            f"Quarterdeck knows (its newest is {head}): run a newer Quarterdeck"
+        )
+    return (
+        f"the store at {where} is at schema {revision}, this version needs {head}: "
+        "run `quarterdeck db upgrade`"
+    )

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, abort, current_app, jsonify, request
+from flask import Blueprint, abort, current_app, jsonify, redirect, request, url_for
 
-from app.auth.access import require
+from app.auth.access import public, require
 from app.queries.services import (
     get_service,
     list_services,
     service_detail_json,
     service_summary_json,
 )
+from app.quoting import quote_input
 from app.views.common import current_sources, qd
 from app.views.services import service_filter_from
 
@@ -39,7 +40,7 @@ def service(name: str):
     with ctx.store.session() as db:
         found = get_service(db, name, ctx.clock())
         if found is None:
-            abort(404, f"no service named {name!r} has been seen")
+            abort(404, f"no service named {quote_input(name)} has been seen")
         sources = {s.name: s for s in current_sources(db)}
         body = service_detail_json(found, sources.get(found.service.source))
     return jsonify(body)
@@ -60,3 +61,18 @@ def openapi():
     path = current_app.static_folder + "/openapi.json"
     with open(path, encoding="utf-8") as fh:
         return jsonify(json.load(fh))
+
+
+@public
+def openapi_in_static():
+    """Send the shipped file's static address to the API's, so one rule decides who reads it."""
+    return redirect(url_for("api.openapi"), code=308)
+
+
+# The document is a file in static/, which Flask would serve to anyone: the exact rule wins
+# over static's `<path:filename>`, so it is signed-in only there as well (docs/api.md).
+bp.record_once(
+    lambda state: state.app.add_url_rule(
+        "/static/openapi.json", "openapi_in_static", openapi_in_static
+    )
+)

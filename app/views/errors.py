@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask, current_app, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from app.auth.access import is_api_request
+
+log = logging.getLogger(__name__)
 
 
 def json_error(status: int, code: str, message: str):
@@ -18,6 +22,8 @@ def json_error(status: int, code: str, message: str):
 
 def init_app(app: Flask) -> None:
     """Install the error handlers."""
+    # Flask-WTF logs a bare "The CSRF token is missing." per refusal; ours says where and who.
+    logging.getLogger("flask_wtf.csrf").setLevel(logging.WARNING)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
@@ -33,14 +39,31 @@ def _http_error(exc: HTTPException):
         response = json_error(status, _code(exc), exc.description or exc.name)
         if status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="quarterdeck"'
-        return response
-    page = render_template(
-        "errors/error.html", status=status, title=exc.name, message=exc.description
-    )
-    return page, status
+    else:
+        page = render_template(
+            "errors/error.html", status=status, title=exc.name, message=exc.description
+        )
+        response = current_app.make_response((page, status))
+    _keep_protocol_headers(exc, response)
+    return response
+
+
+def _keep_protocol_headers(exc: HTTPException, response) -> None:
+    """Copy the headers the status needs (405 `Allow`, `Retry-After`, ...) onto our answer."""
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
 
 
 def _csrf_error(exc: CSRFError):
+    # One line at info: a stale form is routine, not an incident.
+    log.info(
+        "CSRF refused: %s %r from %s: %s",
+        request.method,
+        request.path[:200],
+        request.remote_addr,
+        exc.description,
+    )
     if is_api_request():
         return json_error(400, "csrf_failed", exc.description)
     page = render_template(

@@ -7,7 +7,7 @@ import json
 from flask import Blueprint, Response, request, stream_with_context
 
 from app.auth.access import require
-from app.views.common import qd
+from app.views.common import is_ascii_number, qd
 
 bp = Blueprint("live", __name__)
 HEARTBEAT_S = 15.0
@@ -49,7 +49,7 @@ def _resume_point(feed, last_event_id: str) -> tuple[int, bool]:
     if not last_event_id:
         return feed.seq, False
     epoch, _, seq = last_event_id.partition(".")
-    if epoch != feed.epoch or not seq.isdigit():
+    if epoch != feed.epoch or not is_ascii_number(seq) or len(seq) > 18:
         return feed.seq, True
     return min(int(seq), feed.seq), False
 

@@ -15,12 +15,16 @@ from app.queries.services import (
     get_service,
     service_topic,
 )
-from app.views.common import current_sources, qd, render_page_or_part
+from app.quoting import quote_input
+from app.views.common import current_sources, qd, query_number, render_page_or_part
 
 bp = Blueprint("services", __name__)
 
 # Rows the Services page renders at once, worst first; the rest are one "next" link away.
 PAGE_SIZE = 100
+# A list's `limit` when none is asked for, and the most it may ask for (DESIGN §5).
+LIMIT_DEFAULT = 100
+LIMIT_MAX = 5000
 # Past this many tags the filter is a text box rather than a menu.
 TAG_MENU_MAX = 150
 _ON = ("1", "true", "on", "yes")
@@ -38,18 +42,9 @@ def service_filter_from(args, *, proxies_by_default: bool = True) -> ServiceFilt
         tag=(args.get("tag") or "").strip()[:200],
         include_gone=args.get("gone") in _ON,
         include_proxies=proxies_by_default if proxies is None else proxies in _ON,
-        offset=_count_arg(args, "offset") or 0,
-        limit=_count_arg(args, "limit"),
+        offset=query_number(args, "offset", default=0),
+        limit=query_number(args, "limit", default=LIMIT_DEFAULT, minimum=1, maximum=LIMIT_MAX),
     )
-
-
-def _count_arg(args, name: str) -> int | None:
-    value = (args.get(name) or "").strip()
-    if not value:
-        return None
-    if not value.isdigit() or len(value) > 9:
-        abort(400, f"{name} must be a whole number of at least 0")
-    return int(value)
 
 
 def filter_args(flt: ServiceFilter, **changes) -> dict[str, str]:
@@ -123,7 +118,7 @@ def detail(name: str):
         if found is None:
             abort(
                 404,
-                f"No source has reported a service named “{name}”. Check the spelling, "
+                f"No source has reported a service named {quote_input(name)}. Check the spelling, "
                 "or the Sources page if a source has not reported yet.",
             )
         sources = {s.name: s for s in current_sources(db)}

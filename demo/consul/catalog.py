@@ -37,11 +37,16 @@ class Node:
     meta: dict[str, str]
     create_index: int
     modify_index: int
+    # Set by a catalog registration that names them; otherwise derived.
+    node_id: str = ""
+    tagged_addresses: dict[str, str] | None = None
+    # An agent runs on it (serfHealth, the agent's own meta); False for external nodes.
+    agent: bool = True
 
     @property
     def id(self) -> str:
-        """A stable node ID derived from the name, as a real agent persists one."""
-        return str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{self.name}.node.consul"))
+        """The registered node ID, else a stable one derived from the name (as agents persist)."""
+        return self.node_id or str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{self.name}.node.consul"))
 
 
 @dataclass
@@ -59,6 +64,8 @@ class Service:
     weights: dict[str, int] = field(default_factory=lambda: {"Passing": 1, "Warning": 1})
     proxy: dict[str, Any] | None = None
     enable_tag_override: bool = False
+    connect: dict[str, Any] | None = None
+    tagged_addresses: dict[str, Any] | None = None
     create_index: int = 0
     modify_index: int = 0
 
@@ -82,6 +89,8 @@ class Check:
     check_type: str = ""
     interval: str = ""
     timeout: str = ""
+    # HealthCheckDefinition fields (HTTP, Method, Header, TCP, TTL, ...), as registered.
+    definition: dict[str, Any] = field(default_factory=dict)
     create_index: int = 0
     modify_index: int = 0
 
@@ -98,6 +107,8 @@ def _definition(service: Service) -> tuple:
         service.weights,
         service.proxy,
         service.enable_tag_override,
+        service.connect,
+        service.tagged_addresses,
     )
 
 
@@ -115,31 +126,54 @@ class Catalog:
         self.checks: dict[str, dict[str, Check]] = {}
         self._service_index: dict[str, int] = {}
         self._node_index: dict[str, int] = {}
-        # Consul state store: "service_last_extinction" answers for names no longer registered.
+        # Consul state store: "service_last_extinction" answers for names no longer registered,
+        # "node_last_extinction" for nodes.
         self._extinction_index = 0
+        self._node_extinction_index = 0
         # Sessions listen here: a check that fails or disappears invalidates sessions tied to it.
         self.on_check_failed: list[Callable[[Txn, Check], None]] = []
         self.on_node_removed: list[Callable[[Txn, str], None]] = []
+        # The agents' check runners listen here: (txn, check written, what it replaced).
+        self.on_check_put: list[Callable[[Txn, Check, Check | None], None]] = []
 
     # ----- writes ---------------------------------------------------------------------------
 
-    def register_node(self, name: str, address: str, meta: Mapping[str, str] | None = None) -> None:
-        """Register or update a node; a new node gets its serfHealth check."""
+    def register_node(
+        self,
+        name: str,
+        address: str,
+        meta: Mapping[str, str] | None = None,
+        node_id: str = "",
+        tagged_addresses: Mapping[str, str] | None = None,
+        serf_check: bool = True,
+    ) -> None:
+        """Register or update a node; a new agent node gets its serfHealth check.
+
+        serf_check=False registers an external node (catalog/register of a node no agent runs
+        on), which Consul's leader gives no serfHealth check.
+        """
         meta_dict = dict(meta or {})
+        tagged = dict(tagged_addresses) if tagged_addresses else None
         with self._raft.transaction() as txn:
             node = self.nodes.get(name)
             if node is not None:
-                if node.address == address and node.meta == meta_dict:
+                wanted = (address, meta_dict, node_id or node.node_id, tagged)
+                # state/catalog.go ensureNodeTxn: an unchanged node (IsSame) moves nothing.
+                if (node.address, node.meta, node.node_id, node.tagged_addresses) == wanted:
                     return
-                node.address, node.meta, node.modify_index = address, meta_dict, txn.touch("nodes")
+                node.address, node.meta, node.node_id, node.tagged_addresses = wanted
+                node.modify_index = txn.touch("nodes")
             else:
                 idx = txn.touch("nodes")
-                self.nodes[name] = Node(name, address, meta_dict, idx, idx)
+                self.nodes[name] = Node(
+                    name, address, meta_dict, idx, idx, node_id, tagged, agent=serf_check
+                )
                 self.by_node[name] = {}
                 self.checks[name] = {}
-                serf = Check(name, SERF_CHECK_ID, "Serf Health Status")
-                serf.output = "Agent alive and reachable"
-                self._put_check(txn, serf)
+                if serf_check:
+                    serf = Check(name, SERF_CHECK_ID, "Serf Health Status")
+                    serf.output = "Agent alive and reachable"
+                    self._put_check(txn, serf)
             self._touch_node(txn, name)
 
     def deregister_node(self, name: str) -> None:
@@ -152,15 +186,29 @@ class Catalog:
                 txn.touch("checks")
             del self.nodes[name], self.by_node[name], self.checks[name]
             self._node_index.pop(name, None)
-            txn.touch("nodes")
+            self._node_extinction_index = txn.touch("nodes")
             for hook in self.on_node_removed:
                 hook(txn, name)
 
-    def register_service(self, service: Service, checks: Sequence[Mapping[str, Any]] = ()) -> None:
-        """Register or replace a service instance together with its checks."""
+    def register_service(
+        self,
+        service: Service,
+        checks: Sequence[Mapping[str, Any]] | None = (),
+        replace_checks: bool = True,
+        keep_check_state: bool = False,
+    ) -> None:
+        """Register or replace a service instance together with its checks.
+
+        checks=None leaves the instance's checks as they are (a catalog registration of the
+        service alone); a sequence replaces them (replace_checks=False keeps the others, as
+        an agent registration without ?replace-existing-checks does). keep_check_state keeps
+        the status and output of checks that already exist, as the agent restores them.
+        """
         with self._raft.transaction() as txn:
             self._require_node(service.node)
             existing = self.services.get(service.id)
+            # A new ID has no checks yet: skip the scan of the node's checks below.
+            had_checks = existing is not None
             if existing is not None and existing.node != service.node:
                 raise ValueError(
                     f"service ID {service.id!r} is already registered on node {existing.node!r};"
@@ -168,13 +216,23 @@ class Catalog:
                 )
             new_checks = [
                 self._check_from_spec(service, spec, number, len(checks))
-                for number, spec in enumerate(checks, 1)
+                for number, spec in enumerate(checks or (), 1)
             ]
+            if keep_check_state:
+                current = self.checks[service.node]
+                new_checks = [
+                    replace(c, status=current[c.check_id].status, output=current[c.check_id].output)
+                    if c.check_id in current
+                    else c
+                    for c in new_checks
+                ]
             if existing is None or not existing.same_definition(service):
                 if existing is not None and existing.name != service.name:
                     self._remove_service(txn, service.id, keep_checks=True)
                     existing = None
-                idx = txn.touch("services")
+                # state/catalog_ce.go catalogInsertService: services, service.<name>, nodes
+                # and node.<name> (node catalog queries show the node's services).
+                idx = txn.touch("services", "nodes")
                 service.create_index = existing.create_index if existing else idx
                 service.modify_index = idx
                 self.services[service.id] = service
@@ -182,17 +240,26 @@ class Catalog:
                 self.by_node[service.node][service.id] = service
                 self._service_index[service.name] = idx
                 self._node_index[service.node] = idx
+            if checks is None:
+                if had_checks:
+                    self._rename_checks(txn, service)
+                return
             # A re-registration replaces the service's checks; maintenance mode survives it.
             wanted = {check.check_id for check in new_checks}
-            for check in list(self.checks[service.node].values()):
+            for check in list(self.checks[service.node].values()) if had_checks else ():
                 if check.service_id != service.id or check.check_id in wanted:
                     continue
-                if not check.check_id.startswith(SERVICE_MAINT_PREFIX):
+                if replace_checks and not check.check_id.startswith(SERVICE_MAINT_PREFIX):
                     self._remove_check(txn, check)
                 elif check.service_name != service.name:
                     self._put_check(txn, replace(check, service_name=service.name))
             for check in new_checks:
                 self._put_check(txn, check)
+
+    def _rename_checks(self, txn: Txn, service: Service) -> None:
+        for check in list(self.checks[service.node].values()):
+            if check.service_id == service.id and check.service_name != service.name:
+                self._put_check(txn, replace(check, service_name=service.name))
 
     def deregister_service(self, service_id: str) -> None:
         """Remove a service instance and its checks."""
@@ -214,6 +281,36 @@ class Catalog:
                         f"not {check.node!r}"
                     )
                 check.service_name = service.name
+            self._put_check(txn, check)
+
+    def register_catalog_check(self, spec: Mapping[str, Any]) -> None:
+        """Register a check from a catalog registration's HealthCheck fields."""
+        with self._raft.transaction() as txn:
+            node = spec["Node"]
+            self._require_node(node)
+            service_name = ""
+            if spec.get("ServiceID"):
+                service = self.by_node[node].get(spec["ServiceID"])
+                if service is None:
+                    # state/catalog.go ensureCheckTxn: ErrMissingService.
+                    raise KeyError(f"Missing service registration for check {spec['CheckID']!r}")
+                service_name = service.name
+            check = Check(
+                node=node,
+                check_id=spec["CheckID"],
+                name=spec.get("Name", ""),
+                status=spec.get("Status", CRITICAL),
+                output=spec.get("Output", ""),
+                notes=spec.get("Notes", ""),
+                service_id=spec.get("ServiceID", ""),
+                service_name=service_name,
+                check_type=spec.get("Type", ""),
+                interval=spec.get("Interval", ""),
+                timeout=spec.get("Timeout", ""),
+                definition=dict(spec.get("Definition") or {}),
+            )
+            if check.status not in STATUSES:
+                raise ValueError(f"check status must be one of {STATUSES}, not {check.status!r}")
             self._put_check(txn, check)
 
     def set_check(self, check_id: str, status: str, output: str, node: str | None) -> None:
@@ -291,8 +388,10 @@ class Catalog:
         return self._raft.tables["checks" if checks else "services"]
 
     def node_index(self, name: str) -> int:
-        """The index a blocking query on one node waits on."""
-        return self._node_index.get(name, self._raft.tables["nodes"])
+        """The index a blocking query on one node waits on (node.<name>, else the extinction)."""
+        if name in self._node_index:
+            return self._node_index[name]
+        return self._node_extinction_index or self._raft.tables["nodes"]
 
     def service_checks(self, service: Service) -> list[Check]:
         """The node's checks plus the service's own, in check-ID order as Consul lists them."""
@@ -333,6 +432,7 @@ class Catalog:
             check_type=spec.get("Type", ""),
             interval=spec.get("Interval", ""),
             timeout=spec.get("Timeout", ""),
+            definition=dict(spec.get("Definition") or {}),
         )
 
     def _put_check(self, txn: Txn, check: Check) -> None:
@@ -344,6 +444,8 @@ class Catalog:
         check.modify_index = idx
         self.checks[check.node][check.check_id] = check
         self._touch_for_check(txn, check)
+        for listener in self.on_check_put:
+            listener(txn, check, existing)
         went_critical = check.status == CRITICAL and (
             existing is None or existing.status != CRITICAL
         )
@@ -363,7 +465,8 @@ class Catalog:
         del self.by_node[service.node][service_id]
         instances = self.by_name[service.name]
         del instances[service_id]
-        idx = txn.touch("services")
+        # state/catalog.go deleteServiceTxn moves the same entries as an insert.
+        idx = txn.touch("services", "nodes")
         if not keep_checks:
             for check in list(self.checks[service.node].values()):
                 if check.service_id == service_id:
@@ -407,4 +510,5 @@ def _check_content(check: Check) -> tuple:
         check.check_type,
         check.interval,
         check.timeout,
+        sorted(check.definition.items()),
     )

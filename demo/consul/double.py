@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
+from demo.consul.acl import ACLStore
+from demo.consul.agent_checks import AgentChecks
 from demo.consul.catalog import CONSUL_VERSION, PASSING, Catalog, Check, Service
 from demo.consul.endpoints import CatalogEndpoints
 from demo.consul.faults import FaultPlan
@@ -15,6 +18,8 @@ from demo.consul.kv import KVStore
 from demo.consul.kv_endpoints import KVEndpoints
 from demo.consul.queries import BlockingReads
 from demo.consul.raft import RaftState
+from demo.consul.rate_faults import RateFaults
+from demo.consul.registration import RegistrationEndpoints
 from demo.consul.server import Dispatcher, DoubleHTTPServer
 from demo.consul.sessions import SessionStore
 
@@ -27,7 +32,14 @@ class ConsulDouble:
         acl_token: str | None = None,
         datacenter: str = "dc1",
         node_name: str = "consul-server-1",
+        acl_default_policy: str | None = None,
     ) -> None:
+        """ACLs are on when acl_token (a management token) or acl_default_policy is given.
+
+        With ACLs on, `acl.default_policy` is "deny" unless told otherwise: the anonymous token
+        (a request with no token) and tokens made by create_acl_token() read only what their
+        policies allow, and list reads leave the rest out (X-Consul-Results-Filtered-By-ACLs).
+        """
         self.acl_token = acl_token
         self.datacenter = datacenter
         self.node_name = node_name
@@ -36,17 +48,31 @@ class ConsulDouble:
         self.kv = KVStore(self._raft)
         self.sessions = SessionStore(self._raft, self.catalog, self.kv)
         self._faults = FaultPlan()
+        self.acl = ACLStore(
+            enabled=acl_token is not None or acl_default_policy is not None,
+            default_policy=acl_default_policy or "deny",
+        )
+        if acl_token is not None:
+            self.acl.create_token(
+                acl_token, description="Initial Management Token", management=True
+            )
         self._epoch = 0
         self._server: DoubleHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._host = "127.0.0.1"
         self._port = 0
         reads = BlockingReads(self._raft, self._is_live)
+        self._reads = reads
+        self._rate_faults = RateFaults(self.catalog, reads)
+        self._agent_checks = AgentChecks(self._raft, self.catalog)
         routes = [
-            *CatalogEndpoints(reads, self.catalog, node_name).routes(),
+            *CatalogEndpoints(reads, self.catalog, self.acl, node_name).routes(),
             *KVEndpoints(reads, self.kv, self.sessions, node_name).routes(),
+            *RegistrationEndpoints(
+                self._raft, self.catalog, self._agent_checks, node_name
+            ).routes(),
         ]
-        self._dispatcher = Dispatcher(routes, datacenter, acl_token, self._faults, self._is_live)
+        self._dispatcher = Dispatcher(routes, datacenter, self.acl, self._faults, self._is_live)
         # Like a real cluster: the server's own node, with the "consul" service on it.
         self.register_node(node_name, "127.0.0.1")
         self.catalog.register_service(
@@ -76,10 +102,16 @@ class ConsulDouble:
         )
         self._server = server
         self._thread.start()
+        self._agent_checks.start()
         return self
 
     def stop(self) -> None:
-        """Stop listening and drop every connection, pending blocking queries included."""
+        """Stop listening and drop every connection, pending blocking queries included.
+
+        Rate faults (start_fault) stop with it.
+        """
+        self._rate_faults.shutdown()
+        self._agent_checks.stop()
         server, thread = self._server, self._thread
         if server is None:
             return
@@ -275,20 +307,127 @@ class ConsulDouble:
         """Invalidate a session, releasing or deleting its keys."""
         self.sessions.destroy(session_id)
 
+    # ----- ACL ------------------------------------------------------------------------------
+
+    def create_acl_policy(
+        self, name: str, rules: Mapping[str, Any] | str, description: str = ""
+    ) -> str:
+        """Create or replace a policy; return its ID.
+
+        Rules are Consul's policy rules in their JSON form, a level per name, e.g.
+        {"service_prefix": {"": "read"}, "node_prefix": {"": "read"}, "key": {"app/x": "write"}}
+        ({"policy": "read"} is accepted for a level, as in Consul's JSON rules).
+        """
+        return self.acl.create_policy(name, rules, description).id
+
+    def create_acl_token(
+        self,
+        secret_id: str | None = None,
+        policies: Sequence[str] = (),
+        description: str = "",
+        accessor_id: str | None = None,
+        rules: Mapping[str, Any] | str | None = None,
+    ) -> str:
+        """Create or replace a token with named policies (and/or inline rules); return its secret.
+
+        secret_id "anonymous" changes what requests without a token may do.
+        """
+        names = list(policies)
+        if rules is not None:
+            secret_id = secret_id or str(uuid.uuid4())
+            name = f"token-{uuid.uuid5(uuid.NAMESPACE_OID, secret_id).hex[:12]}"
+            self.acl.create_policy(name, rules, "inline rules of one token")
+            names.append(name)
+        return self.acl.create_token(secret_id, names, description, accessor_id).secret_id
+
+    def delete_acl_token(self, secret_id: str) -> None:
+        """Delete a token; its secret is then answered with 403 "ACL not found"."""
+        self.acl.delete_token(secret_id)
+
+    def acl_accessor_id(self, secret_id: str) -> str:
+        """A token's AccessorID (what Consul's permission-denied messages name)."""
+        token = self.acl.token(secret_id)
+        if token is None:
+            raise KeyError("no ACL token with that secret")
+        return token.accessor_id
+
+    # ----- requests -------------------------------------------------------------------------
+
+    def request_count(self, path_prefix: str = "/", method: str | None = None) -> int:
+        """How many requests reached the double on paths under path_prefix (since a reset)."""
+        counts = self._dispatcher.request_counts()
+        return sum(
+            n
+            for (verb, path), n in counts.items()
+            if path.startswith(path_prefix) and (method is None or verb == method)
+        )
+
+    def reset_request_counts(self) -> None:
+        """Start counting requests from zero."""
+        self._dispatcher.request_counts(reset=True)
+
     # ----- faults ---------------------------------------------------------------------------
 
-    def inject_fault(self, path_prefix: str, kind: str, count: int | None = None) -> None:
+    def inject_fault(
+        self,
+        path_prefix: str,
+        kind: str,
+        count: int | None = None,
+        index_moves: bool | None = None,
+    ) -> None:
         """Answer requests under path_prefix badly: see FAULT_KINDS.
 
         malformed_json: 200 with a truncated body; missing_fields: valid JSON without the key
         each record needs (health entries lose "Service"); http_500: "No cluster leader";
-        disconnect: the connection closes without an answer; index_backwards: X-Consul-Index 1.
+        disconnect: the connection closes without an answer; index_backwards: X-Consul-Index 1;
+        spurious_wake: a blocking query (one with ?index) returns at once with nothing changed,
+        at the index it sent (index_moves=False), at a higher one (True), or alternately
+        (None, the same index first). Only blocking queries use up its count.
         """
-        self._faults.add(path_prefix, kind, count)
+        self._faults.add(path_prefix, kind, count, index_moves)
+
+    def start_fault(
+        self,
+        kind: str,
+        rate_per_s: float,
+        path_prefix: str = "/v1/",
+        services: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+        index_moves: bool | None = None,
+    ) -> None:
+        """Run a rate fault from the double's background thread: see RATE_FAULT_KINDS.
+
+        churn: rate_per_s re-registrations a second, each a real change (the "double-churn"
+        meta value) of a random instance of `services` (default: any but "consul", less
+        `exclude`), moving the services, nodes, service.<name> and node.<name> indexes.
+        output_churn: rate_per_s check-output changes a second in all, statuses unchanged,
+        moving the checks index and the check's service index. spurious_wake: rate_per_s
+        times a second, every blocking query under path_prefix returns with nothing changed
+        (index_moves as for inject_fault; None alternates). Starting a running kind again
+        replaces it; stop_fault(), clear_faults() and stop() end them.
+        """
+        self._rate_faults.start(kind, rate_per_s, path_prefix, services, exclude, index_moves)
+
+    def stop_fault(self, kind: str | None = None) -> None:
+        """Stop one rate fault, or all of them."""
+        self._rate_faults.stop(kind)
+
+    def rate_faults(self) -> list[str]:
+        """The rate faults that are running."""
+        return self._rate_faults.running()
+
+    def fault_events(self, kind: str) -> int:
+        """How many events a rate fault has caused: changes made, or blocking queries woken."""
+        return self._rate_faults.events(kind)
+
+    def spurious_wake(self, path_prefix: str = "/v1/", index_moves: bool = False) -> int:
+        """End the blocking queries waiting under path_prefix now, nothing changed; how many."""
+        return self._reads.spurious_wake(path_prefix, index_moves)
 
     def clear_faults(self) -> None:
-        """Remove every injected fault."""
+        """Remove every injected fault and stop every rate fault."""
         self._faults.clear()
+        self._rate_faults.stop()
 
     def _is_live(self, epoch: int) -> bool:
         return self._server is not None and epoch == self._epoch

@@ -8,7 +8,14 @@ from typing import Any
 
 from demo.consul.protocol import Response, encode_json
 
-FAULT_KINDS = ("malformed_json", "missing_fields", "http_500", "disconnect", "index_backwards")
+FAULT_KINDS = (
+    "malformed_json",
+    "missing_fields",
+    "http_500",
+    "disconnect",
+    "index_backwards",
+    "spurious_wake",
+)
 
 
 @dataclass
@@ -16,6 +23,15 @@ class _Fault:
     prefix: str
     kind: str
     remaining: int | None
+    # spurious_wake: True moves the index, False keeps it, None alternates (same first).
+    index_moves: bool | None = None
+    uses: int = 0
+
+    def next_spurious(self) -> str:
+        """How this use of a spurious_wake fault ends its query: "same" or "moved" index."""
+        self.uses += 1
+        moved = self.uses % 2 == 0 if self.index_moves is None else self.index_moves
+        return "moved" if moved else "same"
 
 
 class FaultPlan:
@@ -25,30 +41,43 @@ class FaultPlan:
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
 
-    def add(self, path_prefix: str, kind: str, count: int | None = None) -> None:
+    def add(
+        self,
+        path_prefix: str,
+        kind: str,
+        count: int | None = None,
+        index_moves: bool | None = None,
+    ) -> None:
         """Inject `kind` on the next `count` matching requests (None: until cleared)."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"fault kind must be one of {FAULT_KINDS}, not {kind!r}")
         if count is not None and count < 1:
             raise ValueError("count must be at least 1, or None for every request")
         with self._lock:
-            self._faults.append(_Fault(path_prefix, kind, count))
+            self._faults.append(_Fault(path_prefix, kind, count, index_moves))
 
     def clear(self) -> None:
         """Remove every fault."""
         with self._lock:
             self._faults.clear()
 
-    def take(self, path: str) -> str | None:
-        """The kind of fault for this request, consuming one of its uses."""
+    def take(self, path: str, blocking: bool) -> tuple[str, str] | None:
+        """The (kind, detail) of the fault for this request, consuming one of its uses.
+
+        A spurious_wake applies to blocking queries only (detail: "same" or "moved").
+        """
         with self._lock:
             for fault in self._faults:
-                if path.startswith(fault.prefix):
-                    if fault.remaining is not None:
-                        fault.remaining -= 1
-                        if fault.remaining == 0:
-                            self._faults.remove(fault)
-                    return fault.kind
+                if not path.startswith(fault.prefix):
+                    continue
+                if fault.kind == "spurious_wake" and not blocking:
+                    continue
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                    if fault.remaining == 0:
+                        self._faults.remove(fault)
+                detail = fault.next_spurious() if fault.kind == "spurious_wake" else ""
+                return fault.kind, detail
         return None
 
 

@@ -80,19 +80,9 @@ class KVStore:
         )
         return newest or self._raft.tables["kvs"]
 
-    def keys(self, prefix: str, separator: str = "") -> list[str]:
-        """Key names under a prefix, rolled up to the separator after the prefix."""
-        names: list[str] = []
-        for key in sorted(self.entries):
-            if not key.startswith(prefix):
-                continue
-            if separator:
-                cut = key.find(separator, len(prefix))
-                if cut >= 0:
-                    key = key[: cut + len(separator)]
-            if not names or names[-1] != key:
-                names.append(key)
-        return names
+    def keys(self, prefix: str) -> list[str]:
+        """Key names under a prefix, in order."""
+        return [key for key in sorted(self.entries) if key.startswith(prefix)]
 
     def put(self, key: str, value: bytes | None, flags: int = 0, cas: int | None = None) -> bool:
         """Set a key; with cas, only if ModifyIndex matches (0: only if absent)."""

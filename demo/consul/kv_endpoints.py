@@ -12,12 +12,12 @@ from demo.consul.protocol import (
     Request,
     Response,
     Route,
-    acl_named,
-    acl_unnamed,
+    acl_filtered,
     parse_duration,
+    parse_uint64,
 )
-from demo.consul.queries import BlockingReads, required
-from demo.consul.sessions import SessionRejected, SessionStore
+from demo.consul.queries import BlockingReads, Visible, keep_visible, required
+from demo.consul.sessions import Session, SessionRejected, SessionStore
 
 SESSION_TTL_MIN_S, SESSION_TTL_MAX_S = 10.0, 86400.0
 
@@ -37,18 +37,23 @@ class KVEndpoints:
     def routes(self) -> list[Route]:
         """The endpoints, with the ACL permission each needs."""
 
-        def kv_access(request: Request) -> tuple[str, str, str]:
-            return ("key", "read" if request.method == "GET" else "write", request.arg)
+        def kv_access(request: Request) -> tuple[str, str, str] | None:
+            if request.method != "GET":
+                return ("key", "write", request.arg)
+            # kvs_endpoint.go: Get needs key:read; List and ListKeys filter (FilterDirEnt).
+            if request.has("keys") or request.has("recurse"):
+                return None
+            return ("key", "read", request.arg)
 
         get, put = ("GET",), ("PUT",)
         return [
             Route("/v1/kv/", ("GET", "PUT", "DELETE"), self.kv, kv_access),
-            Route("/v1/session/create", put, self.session_create, acl_named("session", "write")),
-            Route("/v1/session/destroy/", put, self.session_destroy, acl_named("session", "write")),
-            Route("/v1/session/renew/", put, self.session_renew, acl_named("session", "write")),
-            Route("/v1/session/info/", get, self.session_info, acl_unnamed("session", "read")),
-            Route("/v1/session/node/", get, self.session_node, acl_unnamed("session", "read")),
-            Route("/v1/session/list", get, self.session_list, acl_unnamed("session", "read")),
+            Route("/v1/session/create", put, self.session_create, acl_filtered),
+            Route("/v1/session/destroy/", put, self.session_destroy, acl_filtered),
+            Route("/v1/session/renew/", put, self.session_renew, acl_filtered),
+            Route("/v1/session/info/", get, self.session_info, acl_filtered),
+            Route("/v1/session/node/", get, self.session_node, acl_filtered),
+            Route("/v1/session/list", get, self.session_list, acl_filtered),
         ]
 
     # ----- KV -------------------------------------------------------------------------------
@@ -65,17 +70,20 @@ class KVEndpoints:
         if request.has("keys"):
             separator = request.get("separator") or request.get("seperator")
 
-            def render_keys() -> Any:
-                keys = self._kv.keys(key, separator)
+            def render_keys() -> Visible:
+                # ListKeys filters the entries before it rolls them up to the separator.
+                visible = self._visible_entries(request, key)
+                keys = _roll_up([entry.key for entry in visible.body], key, separator)
                 # Consul answers an empty root listing with [], any other empty one with 404.
-                return keys if keys or not key else Response(status=404)
+                return Visible(keys if keys or not key else Response(status=404), visible.filtered)
 
             return self._reads.read(request, lambda: self._kv.list_index(key), render_keys)
         if request.has("recurse"):
 
-            def render_tree() -> Any:
-                entries = [entry.to_json() for entry in self._kv.list(key)]
-                return entries or Response(status=404)
+            def render_tree() -> Visible:
+                visible = self._visible_entries(request, key)
+                entries = [entry.to_json() for entry in visible.body]
+                return Visible(entries or Response(status=404), visible.filtered)
 
             return self._reads.read(request, lambda: self._kv.list_index(key), render_tree)
         required(key, "Missing key name")
@@ -128,9 +136,12 @@ class KVEndpoints:
         """PUT /v1/session/create with an optional JSON body (keys are case-insensitive)."""
         fields = _json_object(request.body)
         ttl_s = _session_ttl(fields.get("ttl"))
+        node = fields.get("node") or self._node_name
+        # session_endpoint.go Apply: session:write on the session's node.
+        request.authz.require("session", "write", node)
         try:
             session = self._sessions.create(
-                node=fields.get("node") or self._node_name,
+                node=node,
                 name=fields.get("name") or "",
                 lock_delay_s=_lock_delay(fields.get("lockdelay")),
                 behavior=fields.get("behavior") or "release",
@@ -144,12 +155,15 @@ class KVEndpoints:
 
     def session_destroy(self, request: Request) -> Response:
         """PUT /v1/session/destroy/<id>."""
-        self._sessions.destroy(required(request.arg, "Missing session"))
+        session_id = required(request.arg, "Missing session")
+        self._require_session_write(request, session_id)
+        self._sessions.destroy(session_id)
         return Response(body=True)
 
     def session_renew(self, request: Request) -> Response:
         """PUT /v1/session/renew/<id>: the renewed session, or 404."""
         session_id = required(request.arg, "Missing session")
+        self._require_session_write(request, session_id)
         session = self._sessions.renew(session_id)
         if session is None:
             raise HTTPError(404, f"Session id '{session_id}' not found")
@@ -159,9 +173,9 @@ class KVEndpoints:
         """GET /v1/session/info/<id>: a one-element list, or [] when it is gone."""
         session_id = required(request.arg, "Missing session")
 
-        def render() -> list[dict[str, Any]]:
+        def render() -> Visible:
             session = self._sessions.get(session_id)
-            return [session.to_json()] if session else []
+            return self._visible_sessions(request, [session] if session else [])
 
         return self._reads.read(request, lambda: self._raft.tables["sessions"], render)
 
@@ -171,7 +185,7 @@ class KVEndpoints:
         return self._reads.read(
             request,
             lambda: self._raft.tables["sessions"],
-            lambda: [session.to_json() for session in self._sessions.list(node)],
+            lambda: self._visible_sessions(request, self._sessions.list(node)),
         )
 
     def session_list(self, request: Request) -> Response:
@@ -179,17 +193,54 @@ class KVEndpoints:
         return self._reads.read(
             request,
             lambda: self._raft.tables["sessions"],
-            lambda: [session.to_json() for session in self._sessions.list()],
+            lambda: self._visible_sessions(request, self._sessions.list()),
         )
+
+    # ----- ACL filters ----------------------------------------------------------------------
+
+    def _require_session_write(self, request: Request, session_id: str) -> None:
+        with self._raft.lock:
+            session = self._sessions.get(session_id)
+        if session is not None:
+            request.authz.require("session", "write", session.node)
+
+    def _visible_entries(self, request: Request, prefix: str) -> Visible:
+        authz = request.authz
+        return keep_visible(
+            request.authz, self._kv.list(prefix), lambda e: authz.allows("key", "read", e.key)
+        )
+
+    def _visible_sessions(self, request: Request, sessions: list[Session]) -> Visible:
+        # aclFilter.filterSessions: session:read on the session's node.
+        authz = request.authz
+        visible = keep_visible(
+            request.authz, sessions, lambda s: authz.allows("session", "read", s.node)
+        )
+        return Visible([session.to_json() for session in visible.body], visible.filtered)
+
+
+def _roll_up(keys: list[str], prefix: str, separator: str) -> list[str]:
+    """Key names rolled up to the first separator after the prefix, deduplicated, in order."""
+    names: list[str] = []
+    for key in keys:
+        if separator:
+            cut = key.find(separator, len(prefix))
+            if cut >= 0:
+                key = key[: cut + len(separator)]
+        if not names or names[-1] != key:
+            names.append(key)
+    return names
 
 
 def _uint_param(request: Request, name: str) -> int | None:
     if not request.has(name):
         return None
     raw = request.get(name)
-    if not raw.isdigit():
-        raise HTTPError(400, f'strconv.ParseUint: parsing "{raw}": invalid syntax')
-    return int(raw)
+    try:
+        return parse_uint64(raw)
+    except ValueError:
+        reason = "value out of range" if raw.isascii() and raw.isdigit() else "invalid syntax"
+        raise HTTPError(400, f'strconv.ParseUint: parsing "{raw}": {reason}') from None
 
 
 def _no_conflicting_flags(request: Request, *names: str) -> None:

@@ -21,17 +21,26 @@ class RaftState:
         self.tables: dict[str, int] = dict.fromkeys(TABLES, start_index)
         self._batch_depth = 0
         self._dirty = False
+        self._txn: Txn | None = None
         # Run before every read and on every wake-up; each returns its next deadline (monotonic).
         self.housekeepers: list[Callable[[], float | None]] = []
 
     @contextmanager
     def transaction(self) -> Iterator[Txn]:
-        """Hold the lock for one write; waiters wake at the end if anything changed."""
+        """Hold the lock for one write; waiters wake at the end if anything changed.
+
+        A transaction opened inside another joins it: like one Raft log entry, a registration
+        of a node, its service and checks takes a single index.
+        """
         with self.lock:
-            txn = Txn(self)
+            if self._txn is not None:
+                yield self._txn
+                return
+            txn = self._txn = Txn(self)
             try:
                 yield txn
             finally:
+                self._txn = None
                 # Even a write that failed half-way must wake waiters for what it did change.
                 if txn.wrote:
                     self._dirty = True

@@ -7,11 +7,13 @@ import logging
 import socket
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from demo.consul.acl import ALLOW_ALL, ACLStore
 from demo.consul.faults import FaultPlan, apply_fault
 from demo.consul.protocol import (
     NO_BODY,
@@ -33,18 +35,30 @@ class Dispatcher:
         self,
         routes: Iterable[Route],
         datacenter: str,
-        acl_token: str | None,
+        acl: ACLStore,
         faults: FaultPlan,
         is_live: Callable[[int], bool],
     ) -> None:
         self._routes = list(routes)
         self._is_live = is_live
         self._datacenter = datacenter
-        self._acl_token = acl_token
+        self._acl = acl
         self._faults = faults
+        self._counts_lock = threading.Lock()
+        self._request_counts: Counter[tuple[str, str]] = Counter()
+
+    def request_counts(self, reset: bool = False) -> Counter[tuple[str, str]]:
+        """Requests answered so far by (method, path); reset starts again from zero."""
+        with self._counts_lock:
+            counts = Counter(self._request_counts)
+            if reset:
+                self._request_counts.clear()
+            return counts
 
     def handle(self, request: Request) -> tuple[int, dict[str, str], bytes]:
         """Answer one request as (status, headers, body); raises Disconnect to drop it."""
+        with self._counts_lock:
+            self._request_counts[(request.method, request.path)] += 1
         try:
             response = self._answer(request)
         except HTTPError as error:
@@ -78,7 +92,11 @@ class Dispatcher:
         if route.forwarded and dc and dc != self._datacenter:
             raise HTTPError(500, "No path to datacenter")
         self._authorize(request, route)
-        fault = self._faults.take(request.path)
+        taken = self._faults.take(request.path, blocking=request.get("index") not in ("", "0"))
+        fault = taken[0] if taken else None
+        if fault == "spurious_wake":
+            request.spurious = taken[1] if taken else ""
+            fault = None
         if fault == "http_500":
             # The 500 Consul answers most often: a server without a leader.
             raise HTTPError(500, "No cluster leader")
@@ -102,29 +120,18 @@ class Dispatcher:
         return None, allowed
 
     def _authorize(self, request: Request, route: Route) -> None:
-        if self._acl_token is None or route.acl is None:
+        request.authz = ALLOW_ALL
+        if route.acl is None:
             return
-        token = request.token()
-        if token == self._acl_token:
-            return
-        if token:
-            # Consul answers an unknown secret with acl.ErrNotFound, also a 403.
-            raise HTTPError(403, "ACL not found")
-        raise HTTPError(403, _anonymous_denied(*route.acl(request)))
+        # An unknown secret is 403 "ACL not found"; a known one reads what its policies allow.
+        request.authz = self._acl.resolve(request.token())
+        needed = route.acl(request)
+        if needed is not None:
+            request.authz.require(*needed)
 
 
 def _text_headers(headers: dict[str, str]) -> dict[str, str]:
     return {**headers, "Content-Type": "text/plain; charset=utf-8"}
-
-
-def _anonymous_denied(resource: str, access: str, name: str) -> str:
-    # acl/errors.go PermissionDeniedError.Error() for the anonymous token.
-    message = f"Permission denied: anonymous token lacks permission '{resource}:{access}'"
-    if name:
-        message += f' on "{name}"'
-    return message + (
-        ". The anonymous token is used implicitly when a request does not specify a token."
-    )
 
 
 class DoubleHTTPServer(ThreadingHTTPServer):

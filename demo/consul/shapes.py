@@ -9,6 +9,7 @@ from typing import Any
 from demo.consul.catalog import CONSUL_VERSION, Check, Node, Service
 
 JSON = dict[str, Any]
+_AGENT_META = {"consul-network-segment": "", "consul-version": CONSUL_VERSION}
 
 
 def node_json(node: Node, datacenter: str) -> JSON:
@@ -18,13 +19,16 @@ def node_json(node: Node, datacenter: str) -> JSON:
         "Node": node.name,
         "Address": node.address,
         "Datacenter": datacenter,
-        "TaggedAddresses": {
+        "TaggedAddresses": dict(node.tagged_addresses)
+        if node.tagged_addresses is not None
+        else {
             "lan": node.address,
             "lan_ipv4": node.address,
             "wan": node.address,
             "wan_ipv4": node.address,
         },
-        "Meta": {"consul-network-segment": "", "consul-version": CONSUL_VERSION, **node.meta},
+        # An agent adds its own meta; an external node has only what was registered.
+        "Meta": {**(_AGENT_META if node.agent else {}), **node.meta},
         "CreateIndex": node.create_index,
         "ModifyIndex": node.modify_index,
     }
@@ -51,7 +55,7 @@ def service_json(service: Service) -> JSON:
             "Weights": dict(service.weights),
             "EnableTagOverride": service.enable_tag_override,
             "Proxy": _proxy_json(service.proxy),
-            "Connect": {},
+            "Connect": copy.deepcopy(service.connect or {}),
             "CreateIndex": service.create_index,
             "ModifyIndex": service.modify_index,
         }
@@ -80,7 +84,7 @@ def catalog_service_json(service: Service, node: Node, datacenter: str) -> JSON:
         "ServiceSocketPath": "",
         "ServiceEnableTagOverride": service.enable_tag_override,
         "ServiceProxy": _proxy_json(service.proxy),
-        "ServiceConnect": {},
+        "ServiceConnect": copy.deepcopy(service.connect or {}),
         "CreateIndex": service.create_index,
         "ModifyIndex": service.modify_index,
     }
@@ -106,7 +110,7 @@ def check_json(check: Check, service: Service | None) -> JSON:
         "Interval": check.interval,
         "Timeout": check.timeout,
         "ExposedPort": 0,
-        "Definition": {},
+        "Definition": copy.deepcopy(check.definition),
         "CreateIndex": check.create_index,
         "ModifyIndex": check.modify_index,
     }
@@ -124,6 +128,8 @@ def agent_service_json(service: Service, datacenter: str) -> JSON:
 
 
 def _service_tagged_addresses(service: Service) -> JSON:
+    if service.tagged_addresses is not None:
+        return copy.deepcopy(service.tagged_addresses)
     # Consul fills lan_ipv4/wan_ipv4 from an explicit service address.
     if not service.address:
         return {}

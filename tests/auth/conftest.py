@@ -1,17 +1,8 @@
-"""Auth tests run on SQLite and on PostgreSQL: the context (and so the app) uses `store_url`."""
+"""Helpers for the auth tests (which run on SQLite and on PostgreSQL: see BOTH_STORES)."""
 
 from __future__ import annotations
 
-import pytest
-
-from app.context import Quarterdeck
 from tests.conftest import PASSWORD, csrf_token_from, sign_in
-
-
-@pytest.fixture
-def qd(make_qd, store_url) -> Quarterdeck:
-    """A Quarterdeck context on a fresh store, once per backend."""
-    return make_qd(store_url)
 
 
 def cookie_of(client, name: str = "quarterdeck_session") -> str:

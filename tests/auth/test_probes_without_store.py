@@ -10,10 +10,10 @@ from tests.auth.conftest import cookie_of, signed_in_as
 from tests.fixtures.processes import free_port
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def broken_store_url(request, tmp_path) -> str:
-    """A store URL that cannot be opened: a missing folder, or a port nothing listens on."""
-    if request.param == "sqlite":
+@pytest.fixture
+def broken_store_url(qd, tmp_path) -> str:
+    """A store of the test's backend that cannot be opened: a missing folder, or a dead port."""
+    if qd.store.dialect == "sqlite":
         return f"sqlite:///{tmp_path / 'no-such-folder' / 'q.db'}"
     return f"postgresql+psycopg://quarterdeck@127.0.0.1:{free_port()}/quarterdeck?connect_timeout=2"
 

@@ -74,8 +74,8 @@ def test_a_guesser_at_one_address_cannot_lock_the_admin_out_from_another(app, qd
     assert _attempt(app, "root", PASSWORD, ADMIN_DESK) == 302
 
 
-def test_guesses_from_many_addresses_meet_the_slower_per_user_limit(make_qd, store_url):
-    qd = make_qd(store_url, auth=AuthConfig(max_failures=2, user_max_failures=5))
+def test_guesses_from_many_addresses_meet_the_slower_per_user_limit(make_qd):
+    qd = make_qd(auth=AuthConfig(max_failures=2, user_max_failures=5))
     app = create_app(qd=qd)
     from app.auth.accounts import create_user
 
@@ -103,9 +103,9 @@ def test_x_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(app, qd, 
         assert set(db.scalars(select(SignInFailure.address))) == {PROXY}
 
 
-def test_x_forwarded_for_names_the_client_through_a_trusted_proxy(make_qd, store_url):
+def test_x_forwarded_for_names_the_client_through_a_trusted_proxy(make_qd):
     server = ServerConfig(cookie_secure=False, forwarded_allow_ips=(PROXY,))
-    qd = make_qd(store_url, server=server)
+    qd = make_qd(server=server)
     app = create_app(qd=qd)
     from app.auth.accounts import create_user
 

@@ -98,8 +98,8 @@ def test_requests_keep_a_session_alive_within_the_idle_timeout(app, qd, make_use
     assert row.last_seen_at > long_ago + timedelta(minutes=4)
 
 
-def test_an_idle_timeout_of_zero_keeps_only_the_absolute_lifetime(make_qd, store_url, make_user):
-    qd = make_qd(store_url, server=ServerConfig(cookie_secure=False, session_idle_minutes=0))
+def test_an_idle_timeout_of_zero_keeps_only_the_absolute_lifetime(make_qd, make_user):
+    qd = make_qd(server=ServerConfig(cookie_secure=False, session_idle_minutes=0))
     app = create_app(qd=qd)
     from app.auth.accounts import create_user
     from tests.conftest import PASSWORD

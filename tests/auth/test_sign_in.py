@@ -124,10 +124,8 @@ def test_trusted_header_is_honoured_only_from_configured_proxies(make_qd):
         assert db.scalar(select(User.role).where(User.name == "kim")) == "viewer"
 
 
-def test_a_proxy_vouched_name_outside_the_allowed_pattern_gets_a_clear_403(make_qd, store_url):
-    qd = make_qd(
-        store_url, auth=AuthConfig(header="X-Remote-User", trusted_proxies=("10.9.0.0/16",))
-    )
+def test_a_proxy_vouched_name_outside_the_allowed_pattern_gets_a_clear_403(make_qd):
+    qd = make_qd(auth=AuthConfig(header="X-Remote-User", trusted_proxies=("10.9.0.0/16",)))
     client = create_app(qd=qd).test_client()
     client.environ_base["REMOTE_ADDR"] = "10.9.1.2"
     bad = "<b>" + "x" * 300
@@ -142,12 +140,10 @@ def test_a_proxy_vouched_name_outside_the_allowed_pattern_gets_a_clear_403(make_
         assert db.scalar(select(User.id)) is None
 
 
-def test_a_proxy_vouched_user_gets_role_changes_and_disabling_at_once(make_qd, store_url):
+def test_a_proxy_vouched_user_gets_role_changes_and_disabling_at_once(make_qd):
     from app.auth.administration import set_disabled, set_role
 
-    qd = make_qd(
-        store_url, auth=AuthConfig(header="X-Remote-User", trusted_proxies=("10.9.0.0/16",))
-    )
+    qd = make_qd(auth=AuthConfig(header="X-Remote-User", trusted_proxies=("10.9.0.0/16",)))
     client = create_app(qd=qd).test_client()
     client.environ_base["REMOTE_ADDR"] = "10.9.1.2"
     with qd.store.session() as db:

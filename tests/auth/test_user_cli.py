@@ -88,7 +88,7 @@ def test_the_command_line_refuses_to_remove_the_last_enabled_admin(qd, quarterde
 def test_unknown_users_and_short_passwords_are_refused_by_name(quarterdeck, make_user):
     make_user("root", "admin")
     code, _, err = quarterdeck("user", "disable", "nobody")
-    assert code == 1 and "no user named 'nobody'" in err
+    assert code == 1 and "no user named “nobody”" in err
     code, _, err = quarterdeck("user", "passwd", "root", "--password-stdin", stdin="short\n")
     assert code == 1 and "password must be at least 12 characters" in err
     with pytest.raises(SystemExit):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -108,3 +109,79 @@ def test_a_config_error_stops_the_command_with_the_key_and_file(cli):
 def test_commands_refuse_a_store_that_is_not_migrated(cli):
     result = cli("token", "create", "early", "--role", "viewer")
     assert result.returncode != 0 and "quarterdeck db upgrade" in result.stderr
+
+
+def _run_in(folder, *args: str, stdin: str = "", config=None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUARTERDECK_")}
+    if config is not None:
+        env["QUARTERDECK_CONFIG"] = str(config)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        env=env,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("token", "create", "early", "--role", "viewer"),
+        ("user", "add", "early", "--role", "admin", "--password-stdin"),
+        ("collect", "--once"),
+    ],
+)
+def test_a_command_in_an_empty_folder_says_there_is_no_store_and_creates_none(tmp_path, args):
+    result = _run_in(tmp_path, *args, stdin="a long password here\n")
+    assert result.returncode != 0
+    assert "no store at sqlite:///quarterdeck.db: run `quarterdeck db upgrade`" in result.stderr, (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_db_upgrade_says_one_line_of_its_own_and_later_commands_log_nothing_of_alembic(cli):
+    created = cli("db", "upgrade")
+    assert created.returncode == 0, created.stderr
+    assert re.fullmatch(r"store at sqlite:///\S+ created at schema \w+\n", created.stdout)
+    assert created.stderr == ""
+    again = cli("db", "upgrade")
+    assert "already at the newest schema" in again.stdout and again.stderr == ""
+    token = cli("token", "create", "quiet", "--role", "viewer")
+    assert token.returncode == 0
+    assert "alembic" not in token.stderr and "INFO" not in token.stderr
+
+
+def test_a_store_behind_the_code_names_both_schemas_and_the_command_that_fixes_it(cli, tmp_path):
+    from app.store import migrate
+
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    migrate.upgrade(url, "0001")
+    result = cli("token", "create", "early", "--role", "viewer")
+    assert result.returncode != 0
+    assert f"is at schema 0001, this version needs {migrate.head_revision()}" in result.stderr
+    assert "run `quarterdeck db upgrade`" in result.stderr
+    upgraded = cli("db", "upgrade")
+    assert f"upgraded from schema 0001 to {migrate.head_revision()}" in upgraded.stdout
+    assert cli("token", "create", "later", "--role", "viewer").returncode == 0
+
+
+def test_an_empty_postgresql_database_is_reported_as_having_no_schema(postgres_url, tmp_path):
+    config = tmp_path / "quarterdeck.toml"
+    config.write_text(f'[store]\nurl = "{postgres_url}"\n', encoding="utf-8")
+    result = _run_in(tmp_path, "token", "create", "early", "--role", "viewer", config=config)
+    assert result.returncode != 0
+    assert "has no schema yet: run `quarterdeck db upgrade`" in result.stderr, result.stderr
+
+
+def test_a_failed_db_upgrade_says_why_in_one_line_without_a_traceback(cli, tmp_path):
+    cli.config_path.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "no" / "dir" / "q.db"}"\n')
+    result = cli("db", "upgrade")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "quarterdeck: db upgrade failed, the store is unchanged: unable to open database file\n"
+    )

