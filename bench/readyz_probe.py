@@ -134,6 +134,7 @@ def main() -> int:
     from sqlalchemy.engine import make_url
 
     from tests.fixtures.postgres import PostgresServer, running_postgres
+    from tests.fixtures.processes import short_temp_dir, unprivileged_user
 
     if args.postgres:
         server = PostgresServer(make_url(args.postgres))
@@ -142,7 +143,7 @@ def main() -> int:
         )
         server.drop_created_databases()
     else:
-        workdir = Path(tempfile.mkdtemp(prefix="qd-bench-pg-"))
+        workdir = short_temp_dir("qd-bench-pg-", reachable_by=unprivileged_user())
         try:
             with running_postgres(workdir) as base:
                 server = PostgresServer(base)

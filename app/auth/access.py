@@ -32,6 +32,9 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # The Flask session key that holds the random session id (the signed cookie holds nothing else
 # about the person: no user id, no role).
 SESSION_KEY = "sid"
+# Marks a live stream's re-check of its caller (app.views.live sets it): not user activity, so
+# an open tab alone does not hold a session past its idle timeout.
+RECHECK_ENVIRON_KEY = "quarterdeck.stream_recheck"
 csrf = CSRFProtect()
 
 
@@ -98,7 +101,7 @@ def _enforce():
     # A view that forgot to declare its role is admin-only.
     needed = getattr(view, "required_role", "admin")
     try:
-        identity = identify()
+        identity = identify(touch=not request.environ.get(RECHECK_ENVIRON_KEY))
     except Unauthorized:
         if needed is not None:
             raise

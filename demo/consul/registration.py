@@ -9,7 +9,7 @@ ValidateServiceMetadata, ValidateWeights). Validation errors are 400s with Consu
 
 from __future__ import annotations
 
-import uuid
+import re
 from typing import Any
 
 from demo.consul.agent_checks import AgentChecks
@@ -37,6 +37,9 @@ from demo.consul.queries import required
 from demo.consul.raft import RaftState
 
 CONSUL_SERVICE_ID = "consul"
+NODE_ID = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 # agent/config: sidecar_min_port .. sidecar_max_port.
 SIDECAR_PORTS = range(21000, 21256)
 
@@ -234,12 +237,11 @@ class RegistrationEndpoints:
         self._same_datacenter(body)
         node_id = body.string("ID")
         if node_id:
-            try:
-                uuid.UUID(node_id)
-            except ValueError:
-                raise HTTPError(
-                    400, f"Bad node ID: uuid string is wrong length: {node_id!r}"
-                ) from None
+            # hashicorp/go-uuid ParseUUID, as Catalog.Register applies it.
+            if len(node_id) != 36:
+                raise HTTPError(400, "Bad node ID: uuid string is wrong length")
+            if not NODE_ID.match(node_id):
+                raise HTTPError(400, "Bad node ID: uuid is improperly formatted")
         node_meta = body.string_map("NodeMeta")
         validate_meta(node_meta, "Invalid node metadata")
         tagged = body.string_map("TaggedAddresses") if body.has("TaggedAddresses") else None

@@ -217,3 +217,24 @@ def test_signing_in_again_in_the_same_browser_replaces_its_session(app, qd, make
     assert row.secret_hash != digest(first) and row.secret_hash == digest(
         session_id_in(app, client)
     )
+
+
+def test_a_live_streams_recheck_is_not_activity_that_holds_an_idle_session(app, qd, make_user):
+    from app.auth.access import RECHECK_ENVIRON_KEY
+    from app.views.live import RECHECK, recheck_caller
+
+    assert RECHECK_ENVIRON_KEY == RECHECK
+    make_user("alice", "viewer")
+    client = signed_in_as(app, "alice")
+    quiet_since = utcnow() - timedelta(minutes=30)
+    with qd.store.session() as db:
+        db.execute(update(UserSession).values(last_seen_at=quiet_since))
+    headers = {"Cookie": f"quarterdeck_session={cookie_of(client)}"}
+    with app.test_request_context("/events", headers=headers) as ctx:
+        environ = ctx.request.environ
+    assert recheck_caller(app, environ) is None
+    (row,) = _sessions_of(qd, "alice")
+    assert row.last_seen_at == quiet_since
+    assert client.get("/services").status_code == 200
+    (row,) = _sessions_of(qd, "alice")
+    assert row.last_seen_at > quiet_since

@@ -333,7 +333,16 @@ def test_deregistering_a_node_moves_the_nodes_index(client, double, fleet):
     [
         ('{"Address": "1.2.3.4"}', 400, "Must provide node"),
         ('{"Node": "n"}', 400, "Must provide address if SkipNodeUpdate is not set"),
-        ('{"Node": "n", "Address": "a", "ID": "not-a-uuid"}', 400, "Bad node ID"),
+        (
+            '{"Node": "n", "Address": "a", "ID": "not-a-uuid"}',
+            400,
+            "Bad node ID: uuid string is wrong",
+        ),
+        (
+            '{"Node": "n", "Address": "a", "ID": "zzzzzzzz-9b2f-4e11-8c3d-aabbccddeeff"}',
+            400,
+            "Bad node ID: uuid is improperly formatted",
+        ),
         ('{"Node": "n", "Address": "a", "Datacenter": "dc9"}', 500, "No path to datacenter"),
         ('{"Node": "n", "Address": "a", "Service": {"Port": 1}}', 400, "Must provide service name"),
         ('{"Node": "n", "Address": "a", "NodeMeta": {"": "x"}}', 400, "Key cannot be blank"),
