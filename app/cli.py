@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import logging
 import sys
+from collections.abc import Iterator
 
 from app.config import Config, ConfigError, load_config
 
@@ -16,9 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(
-        level=logging.INFO if not args.verbose else logging.DEBUG,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if not args.verbose else logging.DEBUG, handlers=[handler]
     )
     # APScheduler logs every job run at INFO: one line per source every interval.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -33,6 +36,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"quarterdeck: configuration error: {exc}", file=sys.stderr)
         return 2
     return args.handler(config, args)
+
+
+class _LogFormatter(logging.Formatter):
+    """The usual log lines, except audit records: those read as what they are."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == "quarterdeck.audit":
+            return f"{self.formatTime(record)} audit: {record.getMessage()}"
+        return super().format(record)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,6 +75,25 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--role", required=True, choices=("viewer", "operator", "admin"))
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     add.set_defaults(handler=_user_add)
+    user_sub.add_parser("list", help="list users").set_defaults(handler=_user_list)
+    set_role = user_sub.add_parser("set-role", help="give a user another role, at once")
+    set_role.add_argument("name")
+    set_role.add_argument("role", choices=("viewer", "operator", "admin"))
+    set_role.set_defaults(handler=_user_set_role)
+    for verb, helptext in (
+        ("disable", "stop a user signing in and end their sessions"),
+        ("enable", "let a disabled user sign in again"),
+        ("delete", "delete a user and end their sessions"),
+    ):
+        command = user_sub.add_parser(verb, help=helptext)
+        command.add_argument("name")
+        command.set_defaults(handler=_user_change, verb=verb)
+    passwd = user_sub.add_parser("passwd", help="set a user's password and end their sessions")
+    passwd.add_argument("name")
+    passwd.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
+    passwd.set_defaults(handler=_user_passwd)
 
     token = sub.add_parser("token", help="manage API tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True)
@@ -98,6 +129,16 @@ def _open(config: Config, *, migrate: bool = False):
     return Quarterdeck.from_config(config)
 
 
+@contextlib.contextmanager
+def _opened(config: Config) -> Iterator:
+    """Open the (current) store for one command and close its connections afterwards."""
+    qd = _open(config)
+    try:
+        yield qd
+    finally:
+        qd.store.dispose()
+
+
 def _db_upgrade(config: Config, _args) -> int:
     from app.store import migrate as migrations
 
@@ -120,20 +161,34 @@ def _db_upgrade(config: Config, _args) -> int:
     return 0
 
 
-def _user_add(config: Config, args) -> int:
-    from app.auth.accounts import AccountError, create_user
-
+def _read_password(args) -> str | None:
     if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = getpass.getpass(f"password for {args.name}: ")
-        if getpass.getpass("again: ") != password:
-            print("quarterdeck: the passwords differ", file=sys.stderr)
-            return 1
-    qd = _open(config)
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != password:
+        print("quarterdeck: the passwords differ", file=sys.stderr)
+        return None
+    return password
+
+
+def _cli_actor() -> str:
+    """Name the person at the terminal for the audit log."""
     try:
-        with qd.store.session(write=True) as db:
-            create_user(db, args.name, args.role, password)
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name (a container without a passwd entry)
+        return "cli"
+
+
+def _user_add(config: Config, args) -> int:
+    from app.auth.accounts import AccountError
+    from app.auth.administration import add_user
+
+    password = _read_password(args)
+    if password is None:
+        return 1
+    try:
+        with _opened(config) as qd:
+            add_user(qd, _cli_actor(), args.name, args.role, password)
     except AccountError as exc:
         print(f"quarterdeck: {exc}", file=sys.stderr)
         return 1
@@ -141,13 +196,84 @@ def _user_add(config: Config, args) -> int:
     return 0
 
 
-def _token_create(config: Config, args) -> int:
-    from app.auth.accounts import AccountError, create_token
+def _user_list(config: Config, _args) -> int:
+    from app.auth.administration import list_users
 
-    qd = _open(config)
+    with _opened(config) as qd:
+        users = list_users(qd)
+    if not users:
+        print("no users yet: create one with `quarterdeck user add NAME --role admin`")
+        return 0
+    print(f"{'NAME':<24} {'ROLE':<9} {'STATE':<9} LAST SIGN-IN")
+    for user in users:
+        state = "disabled" if user.disabled else "enabled"
+        last = (
+            user.last_sign_in_at.strftime("%Y-%m-%dT%H:%M:%SZ") if user.last_sign_in_at else "never"
+        )
+        print(f"{user.name:<24} {user.role:<9} {state:<9} {last}")
+    return 0
+
+
+def _user_set_role(config: Config, args) -> int:
+    from app.auth.accounts import AccountError
+    from app.auth.administration import set_role
+
     try:
-        with qd.store.session(write=True) as db:
-            token = create_token(db, args.name, args.role)
+        with _opened(config) as qd:
+            before = set_role(qd, _cli_actor(), args.name, args.role)
+    except AccountError as exc:
+        print(f"quarterdeck: {exc}", file=sys.stderr)
+        return 1
+    if before == args.role:
+        print(f"user {args.name} already has role {args.role}")
+    else:
+        print(f"user {args.name}: role {before} -> {args.role}")
+    return 0
+
+
+def _user_change(config: Config, args) -> int:
+    from app.auth.accounts import AccountError
+    from app.auth.administration import delete_user, set_disabled
+
+    try:
+        with _opened(config) as qd:
+            if args.verb == "delete":
+                delete_user(qd, _cli_actor(), args.name)
+                print(f"user {args.name} deleted")
+            else:
+                ended = set_disabled(qd, _cli_actor(), args.name, args.verb == "disable")
+                suffix = f" ({ended} sessions ended)" if ended else ""
+                print(f"user {args.name} {args.verb}d{suffix}")
+    except AccountError as exc:
+        print(f"quarterdeck: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _user_passwd(config: Config, args) -> int:
+    from app.auth.accounts import AccountError
+    from app.auth.administration import reset_password
+
+    password = _read_password(args)
+    if password is None:
+        return 1
+    try:
+        with _opened(config) as qd:
+            ended = reset_password(qd, _cli_actor(), args.name, password)
+    except AccountError as exc:
+        print(f"quarterdeck: {exc}", file=sys.stderr)
+        return 1
+    print(f"user {args.name}: new password set ({ended} sessions ended)")
+    return 0
+
+
+def _token_create(config: Config, args) -> int:
+    from app.auth.accounts import AccountError
+    from app.auth.administration import add_token
+
+    try:
+        with _opened(config) as qd:
+            token = add_token(qd, _cli_actor(), args.name, args.role)
     except AccountError as exc:
         print(f"quarterdeck: {exc}", file=sys.stderr)
         return 1

@@ -34,6 +34,9 @@ class ServerConfig:
     threads: int = 32
     cookie_secure: bool = True
     session_hours: int = 12
+    session_idle_minutes: int = 60
+    # Reverse proxies whose X-Forwarded-For names the client (for rate limiting and logs).
+    forwarded_allow_ips: tuple[str, ...] = ()
     streams_per_user: int = 20
     max_streams: int = 2000
     stream_recheck_s: int = 5
@@ -44,6 +47,7 @@ class AuthConfig:
     header: str = ""
     trusted_proxies: tuple[str, ...] = ()
     max_failures: int = 5
+    user_max_failures: int = 20
     failure_window_s: int = 900
 
 
@@ -289,13 +293,25 @@ def _check_consistency(config: Config, where: str) -> None:
     host, sep, port = config.server.bind.rpartition(":")
     if not sep or not _is_port(port, lowest=0) or not host:
         raise ConfigError(f"{where}: [server] bind = '{config.server.bind}' must be HOST:PORT")
-    for proxy in config.auth.trusted_proxies:
-        try:
-            ipaddress.ip_network(proxy, strict=False)
-        except ValueError as exc:
-            raise ConfigError(
-                f"{where}: [auth] trusted_proxies: '{proxy}' is not an address or network"
-            ) from exc
+    for label, proxies in (
+        ("[auth] trusted_proxies", config.auth.trusted_proxies),
+        ("[server] forwarded_allow_ips", config.server.forwarded_allow_ips),
+    ):
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{where}: {label}: '{proxy}' is not an address or network"
+                ) from exc
+    if config.server.session_hours < 1:
+        raise ConfigError(f"{where}: [server] session_hours must be at least 1")
+    if config.auth.max_failures < 1:
+        raise ConfigError(f"{where}: [auth] max_failures must be at least 1")
+    if config.auth.user_max_failures < config.auth.max_failures:
+        raise ConfigError(f"{where}: [auth] user_max_failures must be at least [auth] max_failures")
+    if config.auth.failure_window_s < 1:
+        raise ConfigError(f"{where}: [auth] failure_window_s must be at least 1")
     if config.auth.header and not config.auth.trusted_proxies:
         raise ConfigError(f"{where}: [auth] header needs [auth] trusted_proxies")
     for key in ("threads", "streams_per_user", "max_streams", "stream_recheck_s"):

@@ -15,17 +15,26 @@ from sqlalchemy import select
 from werkzeug.exceptions import Forbidden, Unauthorized
 
 from app.auth.accounts import (
+    AccountError,
+    check_name,
     ensure_header_user,
     note_token_use,
     role_at_least,
-    session_stamp,
     token_identity,
     token_use_is_stale,
 )
+from app.auth.sessions import SessionPolicy, end_session_by_id, find_session, touch_session
+from app.config import Config
 from app.models import User
 
 F = TypeVar("F", bound=Callable)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# The Flask session key that holds the random session id (the signed cookie holds nothing else
+# about the person: no user id, no role).
+SESSION_KEY = "sid"
+# Marks a live stream's re-check of its caller (app.views.live sets it): not user activity, so
+# an open tab alone does not hold a session past its idle timeout.
+RECHECK_ENVIRON_KEY = "quarterdeck.stream_recheck"
 csrf = CSRFProtect()
 
 
@@ -37,6 +46,7 @@ class Identity:
     role: str
     via: str  # session | header | token
     user_id: int | None = None
+    session_id: int | None = None  # the store's row of a browser session
 
 
 def require(role: str) -> Callable[[F], F]:
@@ -50,8 +60,15 @@ def require(role: str) -> Callable[[F], F]:
 
 
 def public(view: F) -> F:
-    """Mark a view as open to anyone (health probes, metrics, the sign-in form)."""
+    """Mark a view as open to anyone (the sign-in form); the caller is still identified."""
     view.required_role = None  # type: ignore[attr-defined]
+    return view
+
+
+def probe(view: F) -> F:
+    """Mark a view as open to anyone and blind to who asks: it never reads the store for it."""
+    view.required_role = None  # type: ignore[attr-defined]
+    view.anonymous = True  # type: ignore[attr-defined]
     return view
 
 
@@ -67,19 +84,28 @@ def is_api_request() -> bool:
     return request.path.startswith("/api/") or request.path.startswith("/v1/")
 
 
+def session_policy(config: Config) -> SessionPolicy:
+    """Return the browser-session lifetimes the configuration asks for."""
+    server = config.server
+    return SessionPolicy.from_minutes(server.session_hours * 60, server.session_idle_minutes)
+
+
 def _enforce():
     g.identity = None
     view = current_app.view_functions.get(request.endpoint or "")
     if view is None:
         return None  # Flask answers 404/405 itself
-    # Static files (CSS, JS) are public; a view that forgot to declare its role is admin-only.
-    needed = None if request.endpoint == "static" else getattr(view, "required_role", "admin")
+    # Static files and probes are answered without looking at who asks (no store access).
+    if request.endpoint == "static" or getattr(view, "anonymous", False):
+        return None
+    # A view that forgot to declare its role is admin-only.
+    needed = getattr(view, "required_role", "admin")
     try:
-        identity = _identify()
+        identity = identify(touch=not request.environ.get(RECHECK_ENVIRON_KEY))
     except Unauthorized:
         if needed is not None:
             raise
-        identity = None  # a probe with a stale token still gets its answer
+        identity = None  # the sign-in form still answers a caller with a stale token
     g.identity = identity
     # A bearer token is not sent by browsers on their own, so it needs no CSRF token.
     if (
@@ -99,8 +125,16 @@ def _enforce():
     return None
 
 
-def _identify() -> Identity | None:
-    store = current_app.extensions["quarterdeck"].store
+def identify(*, touch: bool = True) -> Identity | None:
+    """Return who is making the current request, or None for nobody.
+
+    Works in any Flask request context (a live stream re-runs it on its opening request to
+    learn whether the caller may still watch). Raises Unauthorized for a bearer token that is
+    not valid and Forbidden for a proxy-vouched user who is disabled or whose name is not
+    acceptable. `touch=False` reads without counting the request as activity of the session.
+    """
+    qd = current_app.extensions["quarterdeck"]
+    store = qd.store
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
         with store.session() as db:
@@ -109,39 +143,100 @@ def _identify() -> Identity | None:
                 raise Unauthorized("the API token is not valid")
             identity = Identity(name=f"token:{token.name}", role=token.role, via="token")
             record_use = token_use_is_stale(token)
-        if record_use:
+        if record_use and touch:
             with store.session(write=True) as db:
                 note_token_use(db, token.id)
         return identity
-    config = current_app.extensions["quarterdeck"].config
-    if config.auth.header and _from_trusted_proxy(config.auth.trusted_proxies):
-        name = request.headers.get(config.auth.header, "").strip()
+    auth = qd.config.auth
+    if auth.header and _from_trusted_proxy(auth.trusted_proxies):
+        name = request.headers.get(auth.header, "").strip()
         if name:
-            with store.session() as db:
-                user = db.scalar(select(User).where(User.name == name))
-            if user is None:  # first sight: the proxy vouches for a new person
-                with store.session(write=True) as db:
-                    user = ensure_header_user(db, name)
-            if user.disabled:
-                raise Forbidden("this user is disabled")
-            return Identity(name=user.name, role=user.role, via="header", user_id=user.id)
-    user_id = session.get("uid")
-    if user_id is None:
-        return None
+            return _header_identity(store, name)
+    return _session_identity(qd, touch)
+
+
+def _header_identity(store, name: str) -> Identity:
+    try:
+        check_name(name)
+    except AccountError as exc:
+        raise Forbidden(
+            f"The sign-in proxy vouched for a user name Quarterdeck does not accept ({exc}). "
+            "Ask whoever runs the proxy to map this account to a valid name."
+        ) from exc
     with store.session() as db:
-        user = db.get(User, user_id)
-        if user is None or user.disabled or session.get("stamp") != session_stamp(user):
-            session.clear()
-            return None
-        return Identity(name=user.name, role=user.role, via="session", user_id=user.id)
+        user = db.scalar(select(User).where(User.name == name))
+    if user is None:  # first sight: the proxy vouches for a new person
+        with store.session(write=True) as db:
+            user = ensure_header_user(db, name)
+    if user.disabled:
+        raise Forbidden("this user is disabled")
+    return Identity(name=user.name, role=user.role, via="header", user_id=user.id)
+
+
+def _session_identity(qd, touch: bool) -> Identity | None:
+    secret = session.get(SESSION_KEY)
+    if not isinstance(secret, str) or not secret:
+        return None
+    policy = session_policy(qd.config)
+    now = qd.clock()
+    with qd.store.session() as db:
+        found = find_session(db, secret)
+    # Only the id goes: the CSRF token stays, so a form sent after the session ended gets
+    # "sign in" rather than "form expired".
+    if found is None:  # signed out, or ended by an administrator
+        session.pop(SESSION_KEY, None)
+        return None
+    row, user = found
+    if user.disabled or policy.is_over(row, now):
+        with qd.store.session(write=True) as db:
+            end_session_by_id(db, row.id)
+        session.pop(SESSION_KEY, None)
+        return None
+    if touch and now - row.last_seen_at >= policy.touch_every():
+        with qd.store.session(write=True) as db:
+            touch_session(db, row.id, now, policy.touch_every())
+    return Identity(
+        name=user.name, role=user.role, via="session", user_id=user.id, session_id=row.id
+    )
+
+
+def client_address() -> str:
+    """Return the client's address: the peer's, or from X-Forwarded-For via trusted proxies.
+
+    The header is believed only when the peer is one of `[server] forwarded_allow_ips`; it is
+    read from the right, skipping those proxies, so a client cannot choose its own address.
+    """
+    peer = request.remote_addr or ""
+    allowed = current_app.extensions["quarterdeck"].config.server.forwarded_allow_ips
+    if not allowed or not _address_in(peer, allowed):
+        return peer
+    hops = [
+        hop.strip()
+        for value in request.headers.getlist("X-Forwarded-For")
+        for hop in value.split(",")
+    ]
+    client = peer
+    for hop in reversed([h for h in hops if h]):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            break  # a garbled entry: trust no further than the proxy that passed it on
+        client = hop
+        if not _address_in(hop, allowed):
+            break
+    return client
 
 
 def _from_trusted_proxy(proxies: tuple[str, ...]) -> bool:
+    return _address_in(request.remote_addr or "", proxies)
+
+
+def _address_in(value: str, networks: tuple[str, ...]) -> bool:
     try:
-        address = ipaddress.ip_address(request.remote_addr or "")
+        address = ipaddress.ip_address(value)
     except ValueError:
         return False
-    return any(address in network for network in _networks(proxies))
+    return any(address in network for network in _networks(networks))
 
 
 @lru_cache(maxsize=8)
@@ -159,4 +254,16 @@ def _local_path(target: str) -> str:
 
 
 safe_next = _local_path
-__all__ = ["CSRFError", "Identity", "csrf", "init_app", "public", "require", "safe_next"]
+__all__ = [
+    "SESSION_KEY",
+    "CSRFError",
+    "Identity",
+    "client_address",
+    "csrf",
+    "identify",
+    "init_app",
+    "probe",
+    "public",
+    "require",
+    "safe_next",
+]

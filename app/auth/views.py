@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import (
     Blueprint,
     abort,
@@ -15,13 +17,12 @@ from flask import (
     url_for,
 )
 
-from app.auth.access import public, require, safe_next
-from app.auth.accounts import (
-    authenticate,
-    record_sign_in_failure,
-    session_stamp,
-    sign_in_blocked_for,
-)
+from app.auth.access import SESSION_KEY, client_address, public, require, safe_next, session_policy
+from app.auth.accounts import check_password, note_sign_in
+from app.auth.administration import note_sign_out
+from app.auth.sessions import end_session, prune_sessions, start_session
+from app.auth.throttle import Limits, claim_attempt, release_attempt
+from app.models import User
 
 bp = Blueprint("auth", __name__)
 
@@ -37,38 +38,65 @@ def login():
         return render_template("auth/login.html", error=None, next_url=next_url)
     name = (request.form.get("username") or "").strip()
     password = request.form.get("password") or ""
-    address = request.remote_addr or ""
+    if not name or not password:
+        return _refuse("Enter your user name and password.", next_url, 400)
+    address = client_address()
     qd = current_app.extensions["quarterdeck"]
     auth = qd.config.auth
+    limits = Limits(
+        auth.max_failures, auth.user_max_failures, timedelta(seconds=auth.failure_window_s)
+    )
+    # The attempt is claimed (and counted as failed) before the password is checked, so
+    # parallel guesses cannot all pass the count; the slow check runs outside any lock.
     with qd.store.session(write=True) as db:
-        wait_s = sign_in_blocked_for(db, name, address, auth.max_failures, auth.failure_window_s)
-        if wait_s:
-            minutes = max(1, round(wait_s / 60))
-            error = f"Too many failed sign-ins. Try again in about {minutes} min."
-            return _refuse(error, next_url, 429)
-        user = authenticate(db, name, password) if name and password else None
-        if user is None:
-            record_sign_in_failure(db, name, address)
+        claim = claim_attempt(db, name, address, limits, qd.clock())
+    if claim.wait_s:
+        minutes = max(1, round(claim.wait_s / 60))
+        error = f"Too many failed sign-ins. Try again in about {minutes} min."
+        return _refuse(error, next_url, 429)
+    with qd.store.session() as db:
+        user = check_password(db, name, password)
+    if user is None:
+        return _refuse("Wrong user name or password.", next_url, 401)
+    policy = session_policy(qd.config)
+    previous = session.get(SESSION_KEY)
+    with qd.store.session(write=True) as db:
+        user = db.get(User, user.id)
+        if user is None or user.disabled:  # changed while the password was being checked
             return _refuse("Wrong user name or password.", next_url, 401)
-        session.clear()
-        session.permanent = True
-        session["uid"] = user.id
-        session["stamp"] = session_stamp(user)
+        now = qd.clock()
+        if isinstance(previous, str) and previous:
+            end_session(db, previous)  # signing in again replaces this browser's session
+        release_attempt(db, name, address)
+        note_sign_in(user, password, now)
+        prune_sessions(db, policy, now)
+        secret = start_session(
+            db, user, policy, now, address=address, user_agent=request.user_agent.string
+        )
+    # A fresh cookie: nothing of the anonymous session (nor a fixed session id) carries over.
+    session.clear()
+    session.permanent = True
+    session[SESSION_KEY] = secret
     current_app.logger.info("sign-in: user=%s address=%s", name, address)
     return redirect(next_url)
 
 
 def _refuse(error: str, next_url: str, status: int):
-    current_app.logger.warning("sign-in refused: address=%s status=%s", request.remote_addr, status)
+    current_app.logger.warning("sign-in refused: address=%s status=%s", client_address(), status)
     return render_template("auth/login.html", error=error, next_url=next_url), status
 
 
 @bp.post("/logout")
 @require("viewer")
 def logout():
-    """Sign the person out."""
+    """Sign the person out: the session record goes, so a copy of the cookie is worthless."""
     if g.identity.via != "session":
         abort(400, "only a browser session can sign out here")
+    qd = current_app.extensions["quarterdeck"]
+    secret = session.get(SESSION_KEY)
+    with qd.store.session(write=True) as db:
+        end_session(db, secret)
     session.clear()
+    note_sign_out(qd, g.identity.name, client_address())
     flash("Signed out.", "info")
     return redirect(url_for("auth.login"))

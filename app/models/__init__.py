@@ -5,7 +5,7 @@ from app.models.catalog import Instance, Service, ServiceUpstream
 from app.models.health import Check, HealthTransition
 from app.models.samples import Sample
 from app.models.sources import CollectorRun, SourceStatus
-from app.models.users import ROLES, ApiToken, SignInFailure, User
+from app.models.users import ROLES, ApiToken, SignInFailure, User, UserSession
 
 __all__ = [
     "ROLES",
@@ -21,5 +21,6 @@ __all__ = [
     "SignInFailure",
     "SourceStatus",
     "User",
+    "UserSession",
     "utcnow",
 ]

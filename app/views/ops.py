@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.auth.access import public
+from app.auth.access import probe
 from app.queries.sources import iso
 from app.store.db import SQLITE_BUSY_TIMEOUT_MS
 from app.views.common import qd
@@ -14,14 +14,14 @@ bp = Blueprint("ops", __name__)
 
 
 @bp.get("/healthz")
-@public
+@probe
 def healthz():
     """Answer while the process is up."""
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
-@public
+@probe
 def readyz():
     """Answer 200 when the store takes a write, 503 with the reason when it does not.
 
@@ -47,7 +47,7 @@ def readyz():
 
 
 @bp.get("/metrics")
-@public
+@probe
 def metrics():
     """Expose Quarterdeck's own metrics in Prometheus text format."""
     return Response(

@@ -98,11 +98,9 @@ def test_passwords_and_tokens_are_stored_only_as_hashes(qd, make_user, make_toke
 def test_a_password_change_ends_existing_sessions(app, qd, signed_in):
     client = signed_in("viewer")
     assert client.get("/services").status_code == 200
-    from app.auth.accounts import _hasher
+    from app.auth.administration import reset_password
 
-    with qd.store.session() as db:
-        user = db.scalar(select(User).where(User.name == "user-viewer"))
-        user.password_hash = _hasher.hash("a brand new password")
+    reset_password(qd, "cli:ops", "user-viewer", "a brand new password")
     assert client.get("/services").status_code == 302
 
 
@@ -124,3 +122,36 @@ def test_trusted_header_is_honoured_only_from_configured_proxies(make_qd):
     assert spoofed.status_code == 401
     with qd.store.session() as db:
         assert db.scalar(select(User.role).where(User.name == "kim")) == "viewer"
+
+
+def test_a_proxy_vouched_name_outside_the_allowed_pattern_gets_a_clear_403(make_qd):
+    qd = make_qd(auth=AuthConfig(header="X-Remote-User", trusted_proxies=("10.9.0.0/16",)))
+    client = create_app(qd=qd).test_client()
+    client.environ_base["REMOTE_ADDR"] = "10.9.1.2"
+    bad = "<b>" + "x" * 300
+    page = client.get("/services", headers={"X-Remote-User": bad})
+    assert page.status_code == 403
+    text = page.get_data(as_text=True)
+    assert "does not accept" in text and "<b>" not in text and "x" * 50 not in text
+    api = client.get("/api/v1/services", headers={"X-Remote-User": bad})
+    assert api.status_code == 403 and api.json["error"]["code"] == "forbidden"
+    assert "does not accept" in api.json["error"]["message"]
+    with qd.store.session() as db:
+        assert db.scalar(select(User.id)) is None
+
+
+def test_a_proxy_vouched_user_gets_role_changes_and_disabling_at_once(make_qd):
+    from app.auth.administration import set_disabled, set_role
+
+    qd = make_qd(auth=AuthConfig(header="X-Remote-User", trusted_proxies=("10.9.0.0/16",)))
+    client = create_app(qd=qd).test_client()
+    client.environ_base["REMOTE_ADDR"] = "10.9.1.2"
+    with qd.store.session() as db:
+        create_user(db, "root", "admin", PASSWORD)
+    headers = {"X-Remote-User": "kim"}
+    assert client.get("/admin/users", headers=headers).status_code == 403
+    set_role(qd, "cli:ops", "kim", "admin")
+    assert client.get("/admin/users", headers=headers).status_code == 200
+    set_disabled(qd, "cli:ops", "kim", True)
+    denied = client.get("/api/v1/services", headers=headers)
+    assert denied.status_code == 403 and "disabled" in denied.json["error"]["message"]
