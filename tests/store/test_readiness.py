@@ -21,7 +21,14 @@ from app.factory import create_app
 from app.models import utcnow
 from app.store import migrate
 from tests.fixtures.postgres import running_postgres
-from tests.fixtures.processes import ServerProcess, free_port, http_get, require_binary
+from tests.fixtures.processes import (
+    ServerProcess,
+    free_port,
+    http_get,
+    require_binary,
+    short_temp_dir,
+    unprivileged_user,
+)
 
 
 def _sqlite_path(url: str) -> Path:
@@ -196,7 +203,8 @@ def test_postgresql_killed_connections_recover_and_a_read_only_database_is_not_r
 
 
 def test_a_stopped_postgresql_server_is_not_ready(make_qd):
-    workdir = Path(tempfile.mkdtemp(prefix="qd-pg-"))
+    # PostgreSQL runs as nobody when we are root, with a unix socket: a short, reachable folder.
+    workdir = short_temp_dir("qd-pg-", reachable_by=unprivileged_user())
     try:
         with running_postgres(workdir) as server_url:
             url = server_url.render_as_string(hide_password=False)
