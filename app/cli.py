@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import getpass
 import logging
 import sys
@@ -21,7 +20,6 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if not args.verbose else logging.DEBUG,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     # APScheduler logs every job run at INFO: one line per source every interval.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     # Alembic logs its context and each step at INFO; `db upgrade` says what it did itself.
@@ -230,34 +228,21 @@ def _with_bind(config: Config, bind: str):
     return dataclasses.replace(config.server, bind=bind)
 
 
-def _run_server(qd, *, dev: bool = False, banner: str | None = None) -> int:
+def _run_server(qd, *, dev: bool = False) -> int:
+    if not dev:
+        from app.serving import serve_quarterdeck
+
+        return serve_quarterdeck(qd)
     from app.collection.scheduler import CollectionService
     from app.factory import create_app
 
     app = create_app(qd=qd)
-    # Everything built so far lives as long as the process: keep it out of the cyclic
-    # collector's scans, which otherwise make the slowest page requests slower.
-    gc.freeze()
-    if banner:
-        app.config["DEMO_BANNER"] = banner
     host, _, port = qd.config.server.bind.rpartition(":")
     collection = CollectionService(qd)
     collection.start()
-    log.info("Quarterdeck listening on http://%s:%s/", host, port)
+    log.info("Quarterdeck (development server) listening on http://%s:%s/", host, port)
     try:
-        if dev:
-            app.run(host=host, port=int(port), threaded=True, use_reloader=False)
-        else:
-            import waitress
-
-            waitress.serve(
-                app,
-                host=host,
-                port=int(port),
-                threads=qd.config.server.threads,
-                channel_timeout=120,
-                ident="quarterdeck",
-            )
+        app.run(host=host, port=int(port), threaded=True, use_reloader=False)
     finally:
         qd.feed.close()
         collection.stop()

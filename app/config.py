@@ -30,10 +30,13 @@ class StoreConfig:
 class ServerConfig:
     bind: str = "127.0.0.1:8080"
     secret_key_env: str = "QUARTERDECK_SECRET_KEY"  # noqa: S105 (a variable name)
-    # Every open live page holds one worker thread (Server-Sent Events).
-    threads: int = 128
+    # Worker threads for pages and the API; live streams run on the event loop instead.
+    threads: int = 32
     cookie_secure: bool = True
     session_hours: int = 12
+    streams_per_user: int = 20
+    max_streams: int = 2000
+    stream_recheck_s: int = 5
 
 
 @dataclass(frozen=True)
@@ -295,6 +298,9 @@ def _check_consistency(config: Config, where: str) -> None:
             ) from exc
     if config.auth.header and not config.auth.trusted_proxies:
         raise ConfigError(f"{where}: [auth] header needs [auth] trusted_proxies")
+    for key in ("threads", "streams_per_user", "max_streams", "stream_recheck_s"):
+        if getattr(config.server, key) < 1:
+            raise ConfigError(f"{where}: [server] {key} must be at least 1")
     if config.collect.interval_s < 1:
         raise ConfigError(f"{where}: [collect] interval_s must be at least 1")
     for svc in config.static_services:

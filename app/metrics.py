@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Metrics:
@@ -27,5 +27,22 @@ class Metrics:
             "quarterdeck_collector_runs_total",
             "Collection passes, by source.",
             ["source", "kind"],
+            registry=self.registry,
+        )
+        self.live_streams = Gauge(
+            "quarterdeck_live_streams",
+            "Live-update streams (GET /events) open now.",
+            registry=self.registry,
+        )
+        self.live_streams_refused = Counter(
+            "quarterdeck_live_streams_refused_total",
+            "Live streams refused with 429, by the limit they met.",
+            ["limit"],
+            registry=self.registry,
+        )
+        self.live_streams_ended = Counter(
+            "quarterdeck_live_streams_ended_total",
+            "Live streams the server ended because their caller may no longer stream, by reason.",
+            ["reason"],
             registry=self.registry,
         )

@@ -14,6 +14,7 @@ process are Quarterdeck's alone (the double's own CPU is reported beside them).
 4. Server time of the /services page and /api/v1/services at the full fleet (goal p95 <= 150 ms).
 
 Run: .venv/bin/python bench/consul_scale.py [--services 2000 --instances 5] [--json]
+     [--case scale|churn|spurious-wake|output-churn|designs]  (fault cases: consul_fault_cases.py)
 Timed figures are repeated (median of --repeats passes, 50 changes, --requests requests) because
 the machine may be shared; `--profile` adds a CPU-time cProfile of the first pass and of the two
 pages (every thread), after the timed runs. Results and how to read them: docs/performance.md.
@@ -59,7 +60,8 @@ from app.factory import create_app  # noqa: E402
 from app.models import CollectorRun, Service  # noqa: E402
 from app.store import migrate  # noqa: E402
 from app.views.services import PAGE_SIZE  # noqa: E402
-from collectors.consul import FETCH_WORKERS, ConsulCollector  # noqa: E402
+from collectors.consul import ConsulCollector  # noqa: E402
+from collectors.consul_api import FETCH_WORKERS  # noqa: E402
 
 PASS_RATIO_GOAL = 2.0
 LATENCY_P95_GOAL_S = 1.0
@@ -92,6 +94,17 @@ def _serve_double(conn, services: int, instances: int) -> None:
             conn.send(None)
         elif command == "cpu":
             conn.send(time.process_time())
+        elif command == "start_fault":
+            kind, rate, kwargs = args
+            double.start_fault(kind, rate, **kwargs)
+            conn.send(None)
+        elif command == "stop_fault":
+            double.stop_fault(*args)
+            conn.send(None)
+        elif command == "fault_events":
+            conn.send(double.fault_events(*args))
+        elif command == "request_count":
+            conn.send(double.request_count(*args))
         else:
             break
     double.stop()
@@ -123,6 +136,21 @@ class DoubleProcess:
     def cpu_s(self) -> float:
         """The child's CPU time so far."""
         return self._ask("cpu")
+
+    def start_fault(self, kind: str, rate_per_s: float, **kwargs) -> None:
+        """Start one of the double's rate faults (churn, output_churn, spurious_wake)."""
+        self._ask("start_fault", kind, rate_per_s, kwargs)
+
+    def stop_fault(self, kind: str) -> None:
+        self._ask("stop_fault", kind)
+
+    def fault_events(self, kind: str) -> int:
+        """How many changes or wakes a rate fault has made so far."""
+        return self._ask("fault_events", kind)
+
+    def request_count(self, path_prefix: str) -> int:
+        """How many requests reached the double under a path."""
+        return self._ask("request_count", path_prefix)
 
     def stop(self) -> None:
         self._ask("stop")
@@ -660,6 +688,18 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=20261127)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of each phase")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    parser.add_argument(
+        "--case",
+        choices=["scale", "churn", "spurious-wake", "output-churn", "designs"],
+        default="scale",
+        help="scale: the figures above; the others: see bench/consul_fault_cases.py",
+    )
+    parser.add_argument(
+        "--cpu-window-s", type=float, default=30.0, help="output churn: CPU measured over this"
+    )
+    parser.add_argument(
+        "--output-changes", type=int, default=30, help="output churn: status changes timed"
+    )
     args = parser.parse_args()
     os.environ.setdefault("QUARTERDECK_SECRET_KEY", "bench-secret-key-not-for-production")
     results: dict = {
@@ -675,6 +715,20 @@ def main() -> int:
         flush=True,
     )
     double = DoubleProcess(args.services, args.instances)
+    if args.case != "scale":
+        from bench.consul_fault_cases import run_case
+
+        try:
+            with tempfile.TemporaryDirectory(prefix="qd-consul-bench-") as tmp:
+                results[args.case], text = run_case(args, double, Path(tmp))
+        finally:
+            double.stop()
+        results["machine"]["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
+        print(text)
+        print(f"load average at the end: {results['machine']['loadavg_end']}")
+        if args.json:
+            print(json.dumps(results, indent=2, default=str))
+        return 0
     try:
         with tempfile.TemporaryDirectory(prefix="qd-consul-bench-") as tmp:
             results["full_pass"] = bench_full_pass(args, double, Path(tmp), profiles)

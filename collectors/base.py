@@ -24,6 +24,29 @@ class SourceUnavailable(Exception):  # noqa: N818 (the name DESIGN and STYLE giv
 
 
 @dataclass(frozen=True)
+class SourceWarning:
+    """Something the operator should know about a source that still answers.
+
+    `kind` is e.g. "acl_filtered" or "churn"; `read` names the request it concerns and
+    `permission` the ACL permission that would lift it, when there is one.
+    """
+
+    kind: str
+    message: str
+    read: str = ""
+    permission: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        """Render as an entry of `sources[].warnings`."""
+        return {
+            "kind": self.kind,
+            "message": self.message,
+            "read": self.read,
+            "permission": self.permission,
+        }
+
+
+@dataclass(frozen=True)
 class CheckRecord:
     """One health check as the source reports it."""
 
@@ -92,3 +115,4 @@ class Collector(Protocol):
 
 # A collector that returns only what changed also offers `resync()`: the runner calls it
 # when what `collect()` returned could not be stored, so the next pass is a full one.
+# One that can warn offers `warnings()`: the runner stores them with the source's status.

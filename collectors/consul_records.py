@@ -43,14 +43,16 @@ def parse_instance(name: str, item: Any) -> tuple[InstanceRecord, dict]:
     )
 
 
+def check_kind(check_id: str, service_id: str) -> str:
+    """maintenance (Consul's faux maintenance checks), node (no service) or service."""
+    if check_id.startswith(MAINTENANCE_SERVICE_PREFIX) or check_id == MAINTENANCE_NODE:
+        return "maintenance"
+    return "service" if service_id else "node"
+
+
 def _check(item: dict) -> CheckRecord:
     check_id = str(item["CheckID"])
-    if check_id.startswith(MAINTENANCE_SERVICE_PREFIX) or check_id == MAINTENANCE_NODE:
-        kind = "maintenance"
-    elif not item.get("ServiceID"):
-        kind = "node"
-    else:
-        kind = "service"
+    kind = check_kind(check_id, str(item.get("ServiceID") or ""))
     return CheckRecord(
         check_id=check_id,
         name=str(item.get("Name") or check_id),

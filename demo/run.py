@@ -94,7 +94,8 @@ def _exit_on_sigterm(signum, frame) -> None:
 
 def _serve_demo(workdir: Path, bind: str, keep: bool) -> int:
     from app.auth.accounts import create_user
-    from app.cli import _open, _run_server
+    from app.cli import _open
+    from app.serving import serve_quarterdeck
     from demo.consul import ConsulDouble
     from demo.fleet_seed import seed_demo_fleet
     from demo.weather import DemoWeather
@@ -123,7 +124,7 @@ def _serve_demo(workdir: Path, bind: str, keep: bool) -> int:
             f"    QUARTERDECK_CONFIG={config_path} {cli_command()} token create me --role viewer\n",
             flush=True,
         )
-        return _run_server(qd, banner=BANNER)
+        return serve_quarterdeck(qd, banner=BANNER)
     finally:
         weather.stop()
         consul.stop()

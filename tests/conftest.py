@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import re
 import shutil
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import waitress
-from waitress import wasyncore
 
 from app.auth.accounts import create_token, create_user
 from app.config import Config, ServerConfig, StoreConfig
 from app.context import Quarterdeck
 from app.factory import create_app
+from app.serving import Server
 from app.store import migrate
 
 pytest_plugins = [
@@ -181,26 +179,20 @@ def signed_in(app, make_user) -> Callable[[str], object]:
 
 
 class LiveServer:
-    """The real app served by waitress on a free loopback port, in a thread."""
+    """The real app on the real server (`quarterdeck serve`'s), on a free loopback port."""
 
     def __init__(self, app, threads: int = 16) -> None:
-        self.server = waitress.create_server(
-            app, host="127.0.0.1", port=0, threads=threads, ident="quarterdeck-test"
-        )
-        self.port = self.server.effective_port
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.app = app
+        self.server = Server(app, "127.0.0.1", 0, threads=threads)
+        self.port = self.server.port
+        self.url = self.server.url
 
     def start(self) -> LiveServer:
-        self.thread.start()
+        self.server.start()
         return self
 
     def stop(self) -> None:
-        # Worker threads first: they wake the server loop, which must still be open. Then the
-        # loop closes every socket itself (from its own thread) and ends.
-        self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
-        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
-        self.thread.join(timeout=5)
+        self.server.stop()
 
 
 @pytest.fixture

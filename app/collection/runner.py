@@ -64,11 +64,13 @@ def run_pass(qd: Quarterdeck, collector: Collector) -> PassResult:
                 else:
                     raise TypeError(f"unknown record type {type(record).__name__}")
             duration = time.perf_counter() - start
-            record = RunRecord(
-                collector.name, collector.kind, started_at, duration, True, "", counts
-            )
+            warnings = [w.to_json() for w in getattr(collector, "warnings", list)()]
+            run = RunRecord(
+                collector.name, collector.kind, started_at, duration, True, "", counts,
+                warnings=warnings,
+            )  # fmt: skip
             held = qd.unrecorded.held(collector.name)
-            if _record_with_held(db, held, record):
+            if _record_with_held(db, held, run):
                 topics.add("sources")
         qd.unrecorded.forget(collector.name, held)
         result = PassResult(collector.name, True, duration, counts=counts)
@@ -133,7 +135,7 @@ def _record_with_held(db, held: list[HeldRun], record: RunRecord) -> bool:
 
 
 def _record(db, run: RunRecord) -> bool:
-    """Store the run and the source's status; return True when the status flipped."""
+    """Store the run and the source's status; return True when the status or warnings changed."""
     db.add(
         CollectorRun(
             source=run.source,
@@ -150,6 +152,10 @@ def _record(db, run: RunRecord) -> bool:
         status = SourceStatus(name=run.source, kind=run.kind)
         db.add(status)
     flipped = status.ok != run.ok
+    # None (a failed pass) keeps the stored warnings: it cannot tell whether they still hold.
+    if run.warnings is not None and run.warnings != (status.warnings or []):
+        status.warnings = run.warnings
+        flipped = True
     status.kind = run.kind
     status.last_run_at = run.started_at
     status.ok = run.ok

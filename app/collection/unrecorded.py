@@ -24,6 +24,8 @@ class RunRecord:
     error: str = ""
     counts: dict[str, int] = field(default_factory=dict)
     config_error: bool = False
+    # What the collector warns of (SourceWarning.to_json()); None keeps the stored ones.
+    warnings: list[dict] | None = None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,9 @@ class SourceStatus(Base):
     # "config" marks an error the operator must fix (e.g. ACL denied), not a flap.
     error_kind: Mapped[str] = mapped_column(String(20), default="")
     ok: Mapped[bool] = mapped_column(default=False)
+    # What a source that still answers wants the operator to know (ACL filtering, churn):
+    # stored here so every replica's pages show what the collecting one saw.
+    warnings: Mapped[list] = mapped_column(JSONType, default=list)
 
 
 class CollectorRun(Base):

@@ -30,6 +30,8 @@ class SourceView:
     # Set while the store refuses to record this source's passes (error_kind "store").
     store_error: str = ""
     unrecorded_runs: int = 0
+    # What the source's collector warned of on its last successful pass (see SourceWarning).
+    warnings: tuple[dict, ...] = ()
 
     @property
     def stale(self) -> bool:
@@ -55,6 +57,7 @@ class SourceView:
             "age_s": None if self.age_s is None else round(self.age_s, 1),
             "store_error": self.store_error or None,
             "unrecorded_runs": self.unrecorded_runs,
+            "warnings": [dict(w) for w in self.warnings],
         }
 
 
@@ -148,4 +151,5 @@ def _view(source: ConfiguredSource, row: SourceStatus | None, now: datetime) -> 
         error_kind="" if row.ok else row.error_kind,
         age_s=age,
         stale_after_s=source.stale_after_s,
+        warnings=tuple(w for w in (row.warnings or []) if isinstance(w, dict)),
     )

@@ -145,6 +145,11 @@ class Authorizer:
             for resource, level in policy.scalar.items():
                 _merge(self._scalar, resource, level)
 
+    @property
+    def unrestricted(self) -> bool:
+        """Whether the token may do everything (ACLs off, or a management token)."""
+        return self._everything
+
     def allows(self, resource: str, access: str, name: str = "") -> bool:
         """Whether the token has `access` (read, write, list) on `resource` `name`."""
         if self._everything:

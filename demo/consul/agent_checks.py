@@ -193,6 +193,11 @@ class AgentChecks:
             self._catalog.register_check(replace(current, status=status, output=cap_output(output)))
 
 
+# Probes ignore proxy variables: Go's ProxyFromEnvironment never proxies loopback (where checks
+# of a local double point), and a proxy in between would answer in the service's place.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _probe_http(definition: dict, timeout: float) -> tuple[str, str]:
     method, url = definition.get("Method") or "GET", definition["HTTP"]
     headers = {"User-Agent": "Consul Health Check", "Accept": "text/plain, text/*, */*"}
@@ -207,7 +212,7 @@ def _probe_http(definition: dict, timeout: float) -> tuple[str, str]:
         url, data=body.encode() if body else None, headers=headers, method=method
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with _OPENER.open(request, timeout=timeout) as response:
             code, reason, text = response.status, response.reason, response.read(OUTPUT_MAX_BYTES)
     except urllib.error.HTTPError as error:
         code, reason, text = error.code, error.reason, error.read(OUTPUT_MAX_BYTES)

@@ -40,6 +40,8 @@ class Node:
     # Set by a catalog registration that names them; otherwise derived.
     node_id: str = ""
     tagged_addresses: dict[str, str] | None = None
+    # An agent runs on it (serfHealth, the agent's own meta); False for external nodes.
+    agent: bool = True
 
     @property
     def id(self) -> str:
@@ -163,7 +165,9 @@ class Catalog:
                 node.modify_index = txn.touch("nodes")
             else:
                 idx = txn.touch("nodes")
-                self.nodes[name] = Node(name, address, meta_dict, idx, idx, node_id, tagged)
+                self.nodes[name] = Node(
+                    name, address, meta_dict, idx, idx, node_id, tagged, agent=serf_check
+                )
                 self.by_node[name] = {}
                 self.checks[name] = {}
                 if serf_check:

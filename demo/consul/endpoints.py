@@ -94,7 +94,7 @@ class CatalogEndpoints:
 
         def render() -> Visible:
             # aclFilter.filterServices: by service name alone.
-            names = keep_visible(sorted(self._catalog.by_name), authz.service_read)
+            names = keep_visible(request.authz, sorted(self._catalog.by_name), authz.service_read)
             body = {
                 name: sorted({tag for s in self._catalog.by_name[name].values() for tag in s.tags})
                 for name in names.body
@@ -110,7 +110,9 @@ class CatalogEndpoints:
         name = required(request.arg, "Missing service name")
 
         def render() -> Visible:
-            visible = keep_visible(self._instances(request, name), self._instance_visible(request))
+            visible = keep_visible(
+                request.authz, self._instances(request, name), self._instance_visible(request)
+            )
             return Visible([self._catalog_row(s) for s in visible.body], visible.filtered)
 
         # state/catalog.go serviceNodesTxn: the service's own index entry, "service.<name>".
@@ -131,7 +133,7 @@ class CatalogEndpoints:
                 n for _, n in sorted(self._catalog.nodes.items()) if _meta_matches(n.meta, request)
             ]
             # aclFilter.filterNodes: node:read on each.
-            visible = keep_visible(nodes, lambda node: authz.node_read(node.name))
+            visible = keep_visible(request.authz, nodes, lambda node: authz.node_read(node.name))
             body = [shapes.node_json(node, self._datacenter) for node in visible.body]
             return Visible(body, visible.filtered)
 
@@ -152,7 +154,7 @@ class CatalogEndpoints:
                 return Visible(None, True)
             services = self._catalog.by_node[name]
             visible = keep_visible(
-                sorted(services), lambda sid: authz.service_read(services[sid].name)
+                request.authz, sorted(services), lambda sid: authz.service_read(services[sid].name)
             )
             body = {
                 "Node": shapes.node_json(node, self._datacenter),
@@ -177,7 +179,9 @@ class CatalogEndpoints:
 
         def render() -> Visible:
             entries = []
-            visible = keep_visible(self._instances(request, name), self._instance_visible(request))
+            visible = keep_visible(
+                request.authz, self._instances(request, name), self._instance_visible(request)
+            )
             for service in visible.body:
                 checks = self._catalog.service_checks(service)
                 if passing_only and any(check.status != "passing" for check in checks):
@@ -266,6 +270,7 @@ class CatalogEndpoints:
             services = self._catalog.services
             # agent/agent_endpoint.go AgentServices: ACL filter before ?filter, and say so.
             visible = keep_visible(
+                request.authz,
                 (sid for sid in sorted(services) if sid != CONSUL_SERVICE_ID),
                 lambda sid: authz.service_read(services[sid].name),
             )
@@ -381,7 +386,9 @@ class CatalogEndpoints:
         # aclFilter.filterHealthChecks: node:read, and service:read for a service's check.
         authz = request.authz
         visible = keep_visible(
-            checks, lambda c: authz.node_read(c.node) and authz.service_read(c.service_name)
+            request.authz,
+            checks,
+            lambda c: authz.node_read(c.node) and authz.service_read(c.service_name),
         )
         return Visible([self._check(check) for check in visible.body], visible.filtered)
 

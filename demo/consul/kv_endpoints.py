@@ -13,7 +13,6 @@ from demo.consul.protocol import (
     Response,
     Route,
     acl_filtered,
-    acl_named,
     parse_duration,
     parse_uint64,
 )
@@ -49,9 +48,9 @@ class KVEndpoints:
         get, put = ("GET",), ("PUT",)
         return [
             Route("/v1/kv/", ("GET", "PUT", "DELETE"), self.kv, kv_access),
-            Route("/v1/session/create", put, self.session_create, acl_named("session", "write")),
-            Route("/v1/session/destroy/", put, self.session_destroy, acl_named("session", "write")),
-            Route("/v1/session/renew/", put, self.session_renew, acl_named("session", "write")),
+            Route("/v1/session/create", put, self.session_create, acl_filtered),
+            Route("/v1/session/destroy/", put, self.session_destroy, acl_filtered),
+            Route("/v1/session/renew/", put, self.session_renew, acl_filtered),
             Route("/v1/session/info/", get, self.session_info, acl_filtered),
             Route("/v1/session/node/", get, self.session_node, acl_filtered),
             Route("/v1/session/list", get, self.session_list, acl_filtered),
@@ -137,9 +136,12 @@ class KVEndpoints:
         """PUT /v1/session/create with an optional JSON body (keys are case-insensitive)."""
         fields = _json_object(request.body)
         ttl_s = _session_ttl(fields.get("ttl"))
+        node = fields.get("node") or self._node_name
+        # session_endpoint.go Apply: session:write on the session's node.
+        request.authz.require("session", "write", node)
         try:
             session = self._sessions.create(
-                node=fields.get("node") or self._node_name,
+                node=node,
                 name=fields.get("name") or "",
                 lock_delay_s=_lock_delay(fields.get("lockdelay")),
                 behavior=fields.get("behavior") or "release",
@@ -153,12 +155,15 @@ class KVEndpoints:
 
     def session_destroy(self, request: Request) -> Response:
         """PUT /v1/session/destroy/<id>."""
-        self._sessions.destroy(required(request.arg, "Missing session"))
+        session_id = required(request.arg, "Missing session")
+        self._require_session_write(request, session_id)
+        self._sessions.destroy(session_id)
         return Response(body=True)
 
     def session_renew(self, request: Request) -> Response:
         """PUT /v1/session/renew/<id>: the renewed session, or 404."""
         session_id = required(request.arg, "Missing session")
+        self._require_session_write(request, session_id)
         session = self._sessions.renew(session_id)
         if session is None:
             raise HTTPError(404, f"Session id '{session_id}' not found")
@@ -193,14 +198,24 @@ class KVEndpoints:
 
     # ----- ACL filters ----------------------------------------------------------------------
 
+    def _require_session_write(self, request: Request, session_id: str) -> None:
+        with self._raft.lock:
+            session = self._sessions.get(session_id)
+        if session is not None:
+            request.authz.require("session", "write", session.node)
+
     def _visible_entries(self, request: Request, prefix: str) -> Visible:
         authz = request.authz
-        return keep_visible(self._kv.list(prefix), lambda e: authz.allows("key", "read", e.key))
+        return keep_visible(
+            request.authz, self._kv.list(prefix), lambda e: authz.allows("key", "read", e.key)
+        )
 
     def _visible_sessions(self, request: Request, sessions: list[Session]) -> Visible:
         # aclFilter.filterSessions: session:read on the session's node.
         authz = request.authz
-        visible = keep_visible(sessions, lambda s: authz.allows("session", "read", s.node))
+        visible = keep_visible(
+            request.authz, sessions, lambda s: authz.allows("session", "read", s.node)
+        )
         return Visible([session.to_json() for session in visible.body], visible.filtered)
 
 

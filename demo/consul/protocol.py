@@ -209,16 +209,9 @@ def encode_json(body: Any, pretty: bool) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def acl_named(resource: str, access: str) -> Callable[[Request], tuple[str, str, str]]:
-    """An ACL descriptor naming the path argument (a service, node or key)."""
-    return lambda request: (resource, access, request.arg)
-
-
 def acl_filtered(request: Request) -> None:
-    """An ACL descriptor for reads that filter their results by the token's permissions."""
+    """An ACL descriptor that resolves the token and leaves the check to the handler.
+
+    Reads filter what the token may not read; writes require what their body needs.
+    """
     return None
-
-
-def acl_unnamed(resource: str, access: str) -> Callable[[Request], tuple[str, str, str]]:
-    """An ACL descriptor for list endpoints."""
-    return lambda request: (resource, access, "")

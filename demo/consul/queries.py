@@ -34,8 +34,10 @@ class Visible:
     filtered: bool
 
 
-def keep_visible(items: Iterable[Any], allowed: Predicate) -> Visible:
+def keep_visible(authz: Any, items: Iterable[Any], allowed: Predicate) -> Visible:
     """The items the token may read (aclFilter's filter* functions, which report removals)."""
+    if authz.unrestricted:
+        return Visible(list(items), False)
     kept, removed = [], False
     for item in items:
         if allowed(item):
@@ -156,7 +158,8 @@ class BlockingReads:
             result = result.body
         response = result if isinstance(result, Response) else Response(body=result)
         if filtered:
-            # agent/http.go setResultsFilteredByACLs: the header only when something was removed.
+            # agent/http.go setResultsFilteredByACLs: the header only when something was removed
+            # (api-docs/api-structure, "Results Filtered by ACLs").
             response.headers["X-Consul-Results-Filtered-By-ACLs"] = "true"
         if predicate is not None and isinstance(response.body, list):
             response.body = [record for record in response.body if predicate(record)]

@@ -60,6 +60,7 @@ class RateFaults:
         self._events: Counter[str] = Counter()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._applying = False
         self._serial = 0
         self._candidates: dict[str, tuple[float, list]] = {}
 
@@ -98,13 +99,15 @@ class RateFaults:
             self._changed.notify_all()
 
     def stop(self, kind: str | None = None) -> None:
-        """Stop one kind, or every kind."""
+        """Stop one kind, or every kind; an event under way finishes before this returns."""
         with self._changed:
             if kind is None:
                 self._faults.clear()
             else:
                 self._faults.pop(kind, None)
             self._changed.notify_all()
+            if threading.current_thread() is not self._thread:
+                self._changed.wait_for(lambda: not self._applying, timeout=5)
 
     def events(self, kind: str) -> int:
         """How many events of a kind have happened (changes made, or queries woken)."""
@@ -142,14 +145,18 @@ class RateFaults:
                 fault.next_due = max(fault.next_due + 1 / fault.rate_per_s, now - _MAX_LAG_S)
                 fault.ticks += 1
                 spec = replace(fault)
+                self._applying = True
+            done = 0
             try:
                 done = self._apply(spec)
             except (KeyError, ValueError) as error:
                 # The chosen instance went away in between: Consul would simply skip it too.
                 log.debug("consul double: %s skipped: %s", spec.kind, error)
-                done = 0
-            with self._changed:
-                self._events[spec.kind] += done
+            finally:
+                with self._changed:
+                    self._events[spec.kind] += done
+                    self._applying = False
+                    self._changed.notify_all()
 
     def _apply(self, fault: _RateFault) -> int:
         if fault.kind == "spurious_wake":

@@ -1,6 +1,7 @@
-"""Registration over HTTP: the agent's service register/deregister, catalog register/deregister.
+"""Registration over HTTP: agent service register/deregister and TTL updates, catalog writes.
 
-Follows agent/agent_endpoint.go (AgentRegisterService, AgentDeregisterService),
+Follows agent/agent_endpoint.go (AgentRegisterService, AgentDeregisterService, AgentCheckPass
+and friends),
 agent/catalog_endpoint.go and agent/consul/catalog_endpoint.go (Catalog.Register/Deregister,
 vetRegisterWithACL, vetDeregisterWithACL) and agent/structs (ServiceDefinition, CheckType,
 ValidateServiceMetadata, ValidateWeights). Validation errors are 400s with Consul's words.
@@ -9,32 +10,38 @@ ValidateServiceMetadata, ValidateWeights). Validation errors are 400s with Consu
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any
 
 from demo.consul.agent_checks import AgentChecks
-from demo.consul.bodies import Body, decode_object, format_go_duration
+from demo.consul.bodies import Body, decode_object
 from demo.consul.catalog import (
     CRITICAL,
     PASSING,
-    SERVICE_MAINT_PREFIX,
     STATUSES,
     WARNING,
     Catalog,
+    Check,
     Service,
+)
+from demo.consul.definitions import (
+    agent_check,
+    catalog_check,
+    check_definitions,
+    check_spec,
+    proxy_destination,
+    service_from,
+    validate_meta,
 )
 from demo.consul.protocol import HTTPError, Request, Response, Route, acl_filtered
 from demo.consul.queries import required
 from demo.consul.raft import RaftState
 
 CONSUL_SERVICE_ID = "consul"
-# agent/structs: metadata limits (ValidateMetadata).
-META_MAX_PAIRS, META_KEY_MAX, META_VALUE_MAX = 64, 128, 512
-META_KEY = re.compile(r"^[a-zA-Z0-9_-]+$")
-RESERVED_META_PREFIX = "consul-"
+NODE_ID = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 # agent/config: sidecar_min_port .. sidecar_max_port.
 SIDECAR_PORTS = range(21000, 21256)
-BAD_STATUS = "Status for checks must 'passing', 'warning', 'critical'"
 
 
 class RegistrationEndpoints:
@@ -67,6 +74,20 @@ class RegistrationEndpoints:
                 acl_filtered,
                 forwarded=False,
             ),
+            Route(
+                "/v1/agent/check/register",
+                put,
+                self.agent_check_register,
+                acl_filtered,
+                forwarded=False,
+            ),
+            Route(
+                "/v1/agent/check/deregister/",
+                put,
+                self.agent_check_deregister,
+                acl_filtered,
+                forwarded=False,
+            ),
             *(
                 Route(
                     f"/v1/agent/check/{verb}/",
@@ -89,10 +110,10 @@ class RegistrationEndpoints:
         name = body.string("Name")
         if not name:
             raise HTTPError(400, "Missing service name")
-        service = _service(body, self._node_name, name, "ServiceDefinition")
-        definitions = _check_definitions(body)
+        service = service_from(body, self._node_name, name, "ServiceDefinition")
+        definitions = check_definitions(body)
         checks = [
-            _agent_check(check, service, number, len(definitions))
+            agent_check(check, service, number, len(definitions))
             for number, check in enumerate(definitions, 1)
         ]
         authz = request.authz
@@ -105,7 +126,7 @@ class RegistrationEndpoints:
             if existing is not None and existing.name != service.name:
                 authz.require("service", "write", existing.name)
             if service.kind == "connect-proxy":
-                authz.require("service", "write", _destination(service))
+                authz.require("service", "write", proxy_destination(service))
             if sidecar is not None:
                 authz.require("service", "write", sidecar[0].name)
             # Consul: presence of the parameter is enough (len(query[...]) > 0).
@@ -130,6 +151,51 @@ class RegistrationEndpoints:
             self._catalog.deregister_service(service_id)
         return Response()
 
+    def agent_check_register(self, request: Request) -> Response:
+        """PUT /v1/agent/check/register: a node check of this agent, or a service's check."""
+        body = decode_object(request.body, "CheckDefinition")
+        name = body.string("Name")
+        if not name:
+            raise HTTPError(400, "Missing check name")
+        service_id = body.string("ServiceID")
+        with self._raft.transaction():
+            owner = Service(self._node_name, "", name)
+            if service_id:
+                service = self._catalog.services.get(service_id)
+                if service is None:
+                    raise HTTPError(400, f'ServiceID "{service_id}" does not exist')
+                owner = service
+            spec = agent_check(body, owner, 1, 1)
+            spec.update(
+                Node=owner.node,
+                CheckID=body.string("CheckID") or body.string("ID") or name,
+                Name=name,
+                ServiceID=service_id,
+            )
+            # agent/acl.go vetCheckRegisterWithAuthorizer.
+            if service_id:
+                request.authz.require("service", "write", owner.name)
+            else:
+                request.authz.require("node", "write", owner.node)
+            current = self._catalog.checks[owner.node].get(spec["CheckID"])
+            if current is not None and not body.string("Status"):
+                # The agent keeps the state a re-registered check already has.
+                spec.update(Status=current.status, Output=current.output)
+            self._catalog.register_catalog_check(spec)
+        return Response()
+
+    def agent_check_deregister(self, request: Request) -> Response:
+        """PUT /v1/agent/check/deregister/<id>."""
+        check_id = required(request.arg, "Missing check ID")
+        with self._raft.transaction():
+            check = self._agent_check(check_id)
+            if check.service_id:
+                request.authz.require("service", "write", check.service_name)
+            else:
+                request.authz.require("node", "write", check.node)
+            self._catalog.deregister_check(check_id, check.node)
+        return Response()
+
     def agent_check_ttl(self, request: Request) -> Response:
         """PUT /v1/agent/check/pass|warn|fail/<id>?note= and /update/<id> {Status, Output}."""
         verb = request.path.split("/")[4]
@@ -144,14 +210,7 @@ class RegistrationEndpoints:
             status = {"pass": PASSING, "warn": WARNING, "fail": CRITICAL}[verb]
             output = request.get("note")
         with self._raft.transaction():
-            found = [c[check_id] for c in self._catalog.checks.values() if check_id in c]
-            if not found:
-                raise HTTPError(
-                    404,
-                    f'Unknown check ID "{check_id}". '
-                    "Ensure that the check ID is passed, not the check name.",
-                )
-            check = found[0]
+            check = self._agent_check(check_id)
             # agent/acl.go vetCheckUpdateWithAuthorizer.
             if check.service_id:
                 request.authz.require("service", "write", check.service_name)
@@ -178,14 +237,13 @@ class RegistrationEndpoints:
         self._same_datacenter(body)
         node_id = body.string("ID")
         if node_id:
-            try:
-                uuid.UUID(node_id)
-            except ValueError:
-                raise HTTPError(
-                    400, f"Bad node ID: uuid string is wrong length: {node_id!r}"
-                ) from None
+            # hashicorp/go-uuid ParseUUID, as Catalog.Register applies it.
+            if len(node_id) != 36:
+                raise HTTPError(400, "Bad node ID: uuid string is wrong length")
+            if not NODE_ID.match(node_id):
+                raise HTTPError(400, "Bad node ID: uuid is improperly formatted")
         node_meta = body.string_map("NodeMeta")
-        _validate_meta(node_meta, "Invalid node metadata")
+        validate_meta(node_meta, "Invalid node metadata")
         tagged = body.string_map("TaggedAddresses") if body.has("TaggedAddresses") else None
         service_body = body.object("Service", "NodeService")
         check_bodies = [c for c in [body.object("Check", "HealthCheck")] if c is not None]
@@ -198,8 +256,8 @@ class RegistrationEndpoints:
                 name = service_body.string("Service")
                 if not name:
                     raise HTTPError(400, "Must provide service name (Service.Service)")
-                service = _service(service_body, node, name, "NodeService")
-            checks = [_catalog_check(check, node) for check in check_bodies]
+                service = service_from(service_body, node, name, "NodeService")
+            checks = [catalog_check(check, node) for check in check_bodies]
             changes_node = existing_node is None or (
                 not skip_node_update
                 and (
@@ -210,28 +268,14 @@ class RegistrationEndpoints:
                 )
                 != (address, node_meta, tagged, node_id or existing_node.node_id)
             )
-            # agent/consul/catalog_endpoint.go vetRegisterWithACL.
-            if changes_node:
-                authz.require("node", "write", node)
-            if service is not None:
-                authz.require("service", "write", service.name)
-                other = self._catalog.by_node.get(node, {}).get(service.id)
-                if other is not None and other.name != service.name:
-                    authz.require("service", "write", other.name)
-            for check in checks:
-                if not check["ServiceID"]:
-                    authz.require("node", "write", node)
-                    continue
-                if service is not None and check["ServiceID"] == service.id:
-                    continue
-                other = self._catalog.by_node.get(node, {}).get(check["ServiceID"])
-                if other is None:
-                    raise HTTPError(
-                        400,
-                        f"Unknown service ID '{check['ServiceID']}' for check ID "
-                        f"'{check['CheckID']}'",
-                    )
-                authz.require("service", "write", other.name)
+            self._vet_register(authz, node, changes_node, service, checks)
+            taken = self._catalog.services.get(service.id) if service is not None else None
+            if taken is not None and taken.node != node:
+                raise HTTPError(
+                    400,
+                    f"service ID {taken.id!r} is already registered on node {taken.node!r}; "
+                    "the double keeps service IDs unique across nodes",
+                )
             if changes_node:
                 self._catalog.register_node(
                     node,
@@ -249,6 +293,37 @@ class RegistrationEndpoints:
                 except (KeyError, ValueError) as error:
                     raise HTTPError(400, str(error).strip("'\"")) from None
         return Response(body=True)
+
+    def _vet_register(
+        self,
+        authz: Any,
+        node: str,
+        changes_node: bool,
+        service: Service | None,
+        checks: list[dict[str, Any]],
+    ) -> None:
+        # agent/consul/catalog_endpoint.go vetRegisterWithACL: node:write only when the node
+        # changes or for node checks; service:write on the service and on any it replaces.
+        if changes_node:
+            authz.require("node", "write", node)
+        if service is not None:
+            authz.require("service", "write", service.name)
+            other = self._catalog.by_node.get(node, {}).get(service.id)
+            if other is not None and other.name != service.name:
+                authz.require("service", "write", other.name)
+        for check in checks:
+            if not check["ServiceID"]:
+                authz.require("node", "write", node)
+                continue
+            if service is not None and check["ServiceID"] == service.id:
+                continue
+            other = self._catalog.by_node.get(node, {}).get(check["ServiceID"])
+            if other is None:
+                raise HTTPError(
+                    400,
+                    f"Unknown service ID '{check['ServiceID']}' for check ID '{check['CheckID']}'",
+                )
+            authz.require("service", "write", other.name)
 
     def catalog_deregister(self, request: Request) -> Response:
         """PUT /v1/catalog/deregister: a service, else a check, else the whole node."""
@@ -301,6 +376,20 @@ class RegistrationEndpoints:
         except (KeyError, ValueError) as error:
             raise HTTPError(400, str(error).strip("'\"")) from None
 
+    def _agent_check(self, check_id: str) -> Check:
+        # This agent's check: on its own node first, else on the node of its service.
+        own = self._catalog.checks.get(self._node_name, {})
+        if check_id in own:
+            return own[check_id]
+        found = [checks[check_id] for checks in self._catalog.checks.values() if check_id in checks]
+        if not found:
+            raise HTTPError(
+                404,
+                f'Unknown check ID "{check_id}". '
+                "Ensure that the check ID is passed, not the check name.",
+            )
+        return found[0]
+
     def _same_datacenter(self, body: Body) -> None:
         datacenter = body.string("Datacenter")
         if datacenter and datacenter != self._datacenter:
@@ -314,7 +403,7 @@ class RegistrationEndpoints:
             return None
         if service.connect:
             service.connect = {k: v for k, v in service.connect.items() if k != "SidecarService"}
-        sidecar = _service(
+        sidecar = service_from(
             sidecar_body,
             service.node,
             sidecar_body.string("Name") or f"{service.name}-sidecar-proxy",
@@ -333,13 +422,13 @@ class RegistrationEndpoints:
         proxy.setdefault("LocalServicePort", service.port)
         sidecar.proxy = proxy
         address = sidecar.address or "127.0.0.1"
-        checks = _check_definitions(sidecar_body)
+        checks = check_definitions(sidecar_body)
         if checks:
-            specs = [_agent_check(c, sidecar, n, len(checks)) for n, c in enumerate(checks, 1)]
+            specs = [agent_check(c, sidecar, n, len(checks)) for n, c in enumerate(checks, 1)]
         else:
             # The default sidecar check: its public listener accepts TCP connections.
             specs = [
-                _check_spec(
+                check_spec(
                     sidecar,
                     check_id=f"service:{sidecar.id}:1",
                     name="Connect Sidecar Listening",
@@ -358,220 +447,3 @@ class RegistrationEndpoints:
             if port not in used:
                 return port
         raise HTTPError(400, "No sidecar port available in the sidecar_min_port range")
-
-
-def _service(body: Body, node: str, name: str, struct: str) -> Service:
-    """A service instance from a ServiceDefinition or NodeService body, validated."""
-    weights = {"Passing": 1, "Warning": 1}
-    weights_body = body.object("Weights", "Weights")
-    if weights_body is not None:
-        weights = {
-            "Passing": weights_body.integer("Passing"),
-            "Warning": weights_body.integer("Warning"),
-        }
-        # agent/structs ValidateWeights.
-        if weights["Passing"] < 1:
-            raise HTTPError(400, "Invalid Weights: Passing must be greater than 0")
-        if weights["Warning"] < 0:
-            raise HTTPError(400, "Invalid Weights: Warning must be greater or equal than 0")
-    meta = body.string_map("Meta")
-    _validate_meta(meta, "Invalid Service Meta")
-    service = Service(
-        node=node,
-        id=body.string("ID") or name,
-        name=name,
-        kind=body.string("Kind"),
-        address=body.string("Address"),
-        port=body.integer("Port"),
-        tags=body.strings("Tags"),
-        meta=meta,
-        weights=weights,
-        proxy=body.mapping("Proxy"),
-        enable_tag_override=body.boolean("EnableTagOverride"),
-        connect=body.mapping("Connect"),
-        tagged_addresses=body.mapping("TaggedAddresses"),
-    )
-    if not 0 <= service.port <= 65535:
-        raise HTTPError(400, f"Invalid port {service.port}: must be 0-65535")
-    if service.kind == "connect-proxy":
-        # agent/structs NodeService.Validate for a Connect proxy.
-        if not _destination(service):
-            raise HTTPError(400, "Validation failed: Proxy.DestinationServiceName must be set")
-        if not service.port and not body.string("SocketPath"):
-            raise HTTPError(
-                400, "Validation failed: Port or SocketPath must be set for a Connect proxy"
-            )
-    return service
-
-
-def _destination(service: Service) -> str:
-    return str((service.proxy or {}).get("DestinationServiceName") or "")
-
-
-def _validate_meta(meta: dict[str, str], prefix: str) -> None:
-    # agent/structs ValidateMetadata (the agent adds the "consul-" reservation).
-    if len(meta) > META_MAX_PAIRS:
-        raise HTTPError(
-            400,
-            f"{prefix}: Node metadata cannot contain more than {META_MAX_PAIRS} key/value pairs",
-        )
-    for key, value in meta.items():
-        if not key:
-            reason = "Key cannot be blank"
-        elif len(key) > META_KEY_MAX:
-            reason = f"Key is too long (limit: {META_KEY_MAX} characters)"
-        elif not META_KEY.match(key):
-            reason = "Key contains invalid characters"
-        elif key.startswith(RESERVED_META_PREFIX):
-            reason = f"Key prefix '{RESERVED_META_PREFIX}' is reserved for internal use"
-        elif len(value) > META_VALUE_MAX:
-            reason = f"Value is too long (limit: {META_VALUE_MAX} characters)"
-        else:
-            continue
-        raise HTTPError(400, f"{prefix}: {reason}: {key[:40]!r}")
-
-
-def _check_definitions(body: Body) -> list[Body]:
-    # structs.ServiceDefinition.CheckTypes: Check unless it is empty, then Checks.
-    single = body.object("Check", "CheckType")
-    checks = [single] if single is not None and not single.is_empty() else []
-    return checks + body.objects("Checks", "CheckType")
-
-
-def _agent_check(check: Body, service: Service, number: int, total: int) -> dict[str, Any]:
-    """A CheckType of a service definition as the catalog check the agent registers."""
-    for field in ("Args", "ScriptArgs"):
-        if check.has(field):
-            raise HTTPError(
-                400,
-                "Invalid check: Scripts are disabled on this agent; to enable, configure "
-                "'enable_script_checks' or 'enable_local_script_checks' to true",
-            )
-    for field in ("GRPC", "DockerContainerID", "H2PING", "UDP", "OSService", "AliasService"):
-        if check.has(field):
-            raise HTTPError(
-                400, f"Invalid check: the Consul double runs TTL, HTTP and TCP checks, not {field}"
-            )
-    interval, ttl, timeout = (
-        check.duration("Interval"),
-        check.duration("TTL"),
-        check.duration("Timeout"),
-    )
-    http, tcp = check.string("HTTP"), check.string("TCP")
-    # agent/structs CheckType.Validate.
-    if interval > 0 and ttl > 0:
-        raise HTTPError(400, "Invalid check: Interval and TTL cannot both be specified")
-    if (http or tcp) and interval <= 0:
-        raise HTTPError(
-            400,
-            "Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or gRPC checks",
-        )
-    if not (http or tcp) and ttl <= 0:
-        raise HTTPError(400, "Invalid check: TTL must be > 0 for TTL checks")
-    if http and tcp:
-        raise HTTPError(400, "Invalid check: a check is either HTTP or TCP, not both")
-    status = check.string("Status")
-    if status and status not in STATUSES:
-        raise HTTPError(400, BAD_STATUS)
-    definition: dict[str, Any] = {}
-    if http:
-        definition["HTTP"] = http
-        definition["Method"] = check.string("Method") or "GET"
-        if check.has("Header"):
-            definition["Header"] = check.mapping("Header")
-        if check.has("Body"):
-            definition["Body"] = check.string("Body")
-        if check.boolean("TLSSkipVerify"):
-            definition["TLSSkipVerify"] = True
-    if tcp:
-        definition["TCP"] = tcp
-    if interval:
-        definition["Interval"] = format_go_duration(interval)
-    if timeout:
-        definition["Timeout"] = format_go_duration(timeout)
-    if ttl:
-        definition["TTL"] = format_go_duration(ttl)
-    if check.has("DeregisterCriticalServiceAfter"):
-        after = check.duration("DeregisterCriticalServiceAfter")
-        definition["DeregisterCriticalServiceAfter"] = format_go_duration(after)
-    # agent.go: one check is "service:<id>", several "service:<id>:<n>".
-    default_id = f"service:{service.id}" if total == 1 else f"service:{service.id}:{number}"
-    return _check_spec(
-        service,
-        check_id=check.string("CheckID") or check.string("ID") or default_id,
-        name=check.string("Name") or f"Service '{service.name}' check",
-        kind="http" if http else "tcp" if tcp else "ttl",
-        definition=definition,
-        status=status,
-        notes=check.string("Notes"),
-    )
-
-
-def _check_spec(
-    service: Service,
-    check_id: str,
-    name: str,
-    kind: str,
-    definition: dict[str, Any],
-    status: str = "",
-    notes: str = "",
-) -> dict[str, Any]:
-    if check_id.startswith(SERVICE_MAINT_PREFIX):
-        raise HTTPError(400, f"Invalid check: the ID prefix {SERVICE_MAINT_PREFIX!r} is reserved")
-    # A new check starts critical until it runs, unless the definition gives a Status.
-    return {
-        "CheckID": check_id,
-        "Name": name,
-        "Status": status or CRITICAL,
-        "Notes": notes,
-        "Type": kind,
-        "Interval": definition.get("Interval", ""),
-        "Timeout": definition.get("Timeout", ""),
-        "Definition": definition,
-    }
-
-
-def _catalog_check(check: Body, node: str) -> dict[str, Any]:
-    """A HealthCheck of a catalog registration."""
-    check_node = check.string("Node") or node
-    if check_node != node:
-        raise HTTPError(400, f'check node "{check_node}" does not match node "{node}"')
-    name = check.string("Name")
-    # catalog_endpoint.go checkPreApply: the CheckID defaults to the Name.
-    check_id = check.string("CheckID") or name
-    if not check_id:
-        raise HTTPError(400, "Missing check ID")
-    status = check.string("Status") or CRITICAL
-    if status not in STATUSES:
-        raise HTTPError(400, BAD_STATUS)
-    definition = check.object("Definition", "HealthCheckDefinition")
-    fields: dict[str, Any] = {}
-    if definition is not None:
-        for key in ("HTTP", "TCP", "Method", "Body"):
-            if definition.string(key):
-                fields[key] = definition.string(key)
-        for key in ("Interval", "Timeout", "TTL", "DeregisterCriticalServiceAfter"):
-            if definition.duration(key):
-                fields[key] = format_go_duration(definition.duration(key))
-    kind = check.string("Type") or (
-        "http"
-        if "HTTP" in fields
-        else "tcp"
-        if "TCP" in fields
-        else "ttl"
-        if "TTL" in fields
-        else ""
-    )
-    return {
-        "Node": node,
-        "CheckID": check_id,
-        "Name": name or check_id,
-        "Status": status,
-        "Notes": check.string("Notes"),
-        "Output": check.string("Output"),
-        "ServiceID": check.string("ServiceID"),
-        "Type": kind,
-        "Interval": fields.get("Interval", ""),
-        "Timeout": fields.get("Timeout", ""),
-        "Definition": fields,
-    }

@@ -9,6 +9,7 @@ from typing import Any
 from demo.consul.catalog import CONSUL_VERSION, Check, Node, Service
 
 JSON = dict[str, Any]
+_AGENT_META = {"consul-network-segment": "", "consul-version": CONSUL_VERSION}
 
 
 def node_json(node: Node, datacenter: str) -> JSON:
@@ -26,7 +27,8 @@ def node_json(node: Node, datacenter: str) -> JSON:
             "wan": node.address,
             "wan_ipv4": node.address,
         },
-        "Meta": {"consul-network-segment": "", "consul-version": CONSUL_VERSION, **node.meta},
+        # An agent adds its own meta; an external node has only what was registered.
+        "Meta": {**(_AGENT_META if node.agent else {}), **node.meta},
         "CreateIndex": node.create_index,
         "ModifyIndex": node.modify_index,
     }

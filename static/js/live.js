@@ -10,7 +10,8 @@
  *     HX-Request, so the server answers with the fragment alone) and replaced by it (outerHTML).
  *     Refreshes are debounced per data-live-src URL. The fragment must carry the same
  *     data-live-topic / data-live-src attributes to stay live.
- *   #live-indicator   data-state = connecting | connected | reconnecting | expired
+ *   event "end", data {"reason": "signed-out" | "forbidden" | "shutdown"}   the stream's last event
+ *   #live-indicator   data-state = connecting | connected | reconnecting | paused | expired | forbidden
  */
 (function () {
   "use strict";
@@ -172,19 +173,25 @@
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Live updates over Server-Sent Events.
+  // Live updates over Server-Sent Events, read with fetch() rather than EventSource: only
+  // fetch shows the status (429 and its Retry-After, 401, a redirect to sign-in), and it lets
+  // us send Last-Event-ID on our own reconnects so that the server replays what was missed.
   // ---------------------------------------------------------------------------------------------
 
   const INDICATOR = {
     connecting: ["Connecting…", "Live updates: connecting"],
     connected: ["Live", "Live updates: connected"],
     reconnecting: ["Reconnecting…", "Live updates lost, retrying. What is on screen may be out of date."],
+    paused: ["Live paused", "Live updates paused: too many live pages are open. Close some tabs; " +
+      "this page still works and retries by itself."],
     expired: ["Signed out", "Your session has ended. Reload the page to sign in again."],
+    forbidden: ["Live stopped", "Your role no longer allows live updates here. Reload the page."],
   };
 
   const live = {
     url: null,
-    source: null,
+    controller: null,      // AbortController of the open stream request
+    lastEventId: "",
     attempt: 0,
     everConnected: false,
     reconnectTimer: null,
@@ -196,56 +203,146 @@
     refreshing: new Set(), // elements whose refresh live.js started (guards their swap)
   };
 
-  function setIndicator(state) {
+  function setIndicator(state, detail) {
     const indicator = document.getElementById("live-indicator");
     if (!indicator) return;
-    if (live.expired) state = "expired";
+    if (live.expired && state !== "forbidden") state = "expired";
     const [label, title] = INDICATOR[state];
     indicator.hidden = false;
     indicator.setAttribute("data-state", state);
-    indicator.title = title;
+    indicator.title = detail ? title + " " + detail : title;
     const labelEl = indicator.querySelector(".live-indicator__label");
     if (labelEl) labelEl.textContent = label;
   }
 
   function connect() {
     clearTimeout(live.reconnectTimer);
-    if (live.source) live.source.close();
-    setIndicator(live.attempt ? "reconnecting" : "connecting");
-    const source = new EventSource(live.url);
-    live.source = source;
-    source.addEventListener("open", function () {
-      const missedEvents = live.everConnected || live.attempt > 0;
-      live.attempt = 0;
-      live.everConnected = true;
-      live.expired = false;  // the stream needs a session too: opening it means signed in again
-      setIndicator("connected");
-      if (missedEvents) refreshAll();
-    });
-    source.addEventListener("change", onChange);
-    source.addEventListener("error", function () {
-      if (live.source !== source) return;
-      // Take over from the browser's own retry so that we control the back-off.
-      source.close();
-      live.source = null;
-      scheduleReconnect();
+    if (live.controller) live.controller.abort();
+    const controller = new AbortController();
+    live.controller = controller;
+    if (!live.expired) setIndicator(live.attempt ? "reconnecting" : "connecting");
+    const headers = { "Accept": "text/event-stream" };
+    if (live.lastEventId) headers["Last-Event-ID"] = live.lastEventId;
+    fetch(live.url, {
+      headers: headers, credentials: "same-origin", cache: "no-store", redirect: "manual",
+      signal: controller.signal,
+    }).then(function (response) {
+      // A redirect here is the sign-in page; 401 says the same to a token-less page.
+      if (response.type === "opaqueredirect" || response.status === 401) {
+        return { ended: "signed-out" };
+      }
+      if (response.status === 429 || response.status === 503) {
+        return { pausedFor: retryAfterMs(response) };
+      }
+      const type = response.headers.get("Content-Type") || "";
+      if (!response.ok || !response.body || !type.startsWith("text/event-stream")) {
+        throw new Error("HTTP " + response.status);
+      }
+      opened();
+      return readEvents(response.body, controller);
+    }).then(function (outcome) {
+      if (live.controller !== controller) return;
+      live.controller = null;
+      if (outcome.pausedFor !== undefined) {
+        scheduleReconnect(outcome.pausedFor, "paused");
+      } else if (outcome.ended === "signed-out") {
+        live.expired = true;
+        scheduleReconnect(0, "expired");
+      } else if (outcome.ended === "forbidden") {
+        scheduleReconnect(0, "forbidden");
+      } else {
+        scheduleReconnect(0, "reconnecting");  // the server restarted, or a proxy cut us off
+      }
+    }).catch(function () {
+      if (live.controller !== controller || controller.signal.aborted) return;
+      live.controller = null;
+      scheduleReconnect(0, "reconnecting");
     });
   }
 
-  function scheduleReconnect() {
+  function opened() {
+    const missedEvents = live.everConnected || live.attempt > 0;
+    live.attempt = 0;
+    live.everConnected = true;
+    live.expired = false;  // the stream needs a session too: opening it means signed in again
+    setIndicator("connected");
+    // Without an event id to resume from, the server cannot replay: refresh everything.
+    if (missedEvents && !live.lastEventId) refreshAll();
+  }
+
+  function retryAfterMs(response) {
+    const value = (response.headers.get("Retry-After") || "").trim();
+    if (/^\d+$/.test(value)) return Number(value) * 1000;
+    const at = Date.parse(value);
+    return Number.isNaN(at) ? 0 : Math.max(0, at - Date.now());
+  }
+
+  // The stream's text, parsed as the EventSource specification says (fields, blank-line
+  // dispatch, comments). Resolves with {ended: reason} when the server ends the stream.
+  function readEvents(body, controller) {
+    const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    let event = { type: "message", data: [] };
+    let ended = "";
+
+    function line(text) {
+      if (text === "") {
+        if (event.data.length) dispatch(event.type, event.data.join("\n"));
+        event = { type: "message", data: [] };
+        return;
+      }
+      if (text.startsWith(":")) return;
+      const colon = text.indexOf(":");
+      const field = colon < 0 ? text : text.slice(0, colon);
+      let value = colon < 0 ? "" : text.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "event") event.type = value;
+      else if (field === "data") event.data.push(value);
+      else if (field === "id" && !value.includes("\0")) live.lastEventId = value;
+    }
+
+    function dispatch(type, data) {
+      if (type === "change") {
+        onChange(data);
+      } else if (type === "end") {
+        try {
+          ended = JSON.parse(data).reason || "closed";
+        } catch (e) {
+          ended = "closed";
+        }
+      }
+    }
+
+    function pump() {
+      return reader.read().then(function (chunk) {
+        if (chunk.done || controller.signal.aborted) return { ended: ended || "closed" };
+        buffer += chunk.value;
+        const lines = buffer.split(/\r\n|\r|\n/);
+        buffer = lines.pop();
+        lines.forEach(line);
+        return pump();
+      });
+    }
+    return pump();
+  }
+
+  // Exponential back-off with jitter, so that a room full of wall screens does not reconnect in
+  // lockstep; never sooner than the server asked (Retry-After).
+  function scheduleReconnect(atLeastMs, state) {
     const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * Math.pow(2, live.attempt));
-    // Jitter, so that a room full of wall screens does not reconnect in lockstep.
-    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    const backoff = ceiling / 2 + Math.random() * (ceiling / 2);
+    const delay = Math.max(backoff, atLeastMs + Math.random() * atLeastMs * 0.25);
     live.attempt += 1;
-    setIndicator("reconnecting");
+    const seconds = Math.round(delay / 1000);
+    setIndicator(state, seconds >= 1 ? "Next try in about " + seconds + " s." : "");
     clearTimeout(live.reconnectTimer);
     live.reconnectTimer = setTimeout(connect, delay);
   }
 
-  function onChange(event) {
+  function onChange(data) {
     let topics;
     try {
-      topics = JSON.parse(event.data).topics;
+      topics = JSON.parse(data).topics;
     } catch (e) {
       return;
     }
@@ -392,7 +489,7 @@
 
   function initLive() {
     live.url = document.body.getAttribute("data-live-url");
-    if (!live.url || !window.EventSource || !window.htmx) return;
+    if (!live.url || !window.fetch || !window.TextDecoderStream || !window.htmx) return;
     connect();
     document.addEventListener("visibilitychange", function () {
       if (document.hidden) return;
@@ -401,7 +498,7 @@
       waiting.forEach(schedule);
     });
     window.addEventListener("online", function () {
-      if (!live.source) {
+      if (!live.controller) {
         live.attempt = Math.min(live.attempt, 1);
         connect();
       }
@@ -409,8 +506,8 @@
     // Leaving the page closes the stream quietly; coming back from the back/forward cache reopens it.
     window.addEventListener("pagehide", function () {
       clearTimeout(live.reconnectTimer);
-      if (live.source) live.source.close();
-      live.source = null;
+      if (live.controller) live.controller.abort();
+      live.controller = null;
     });
     window.addEventListener("pageshow", function (event) {
       if (event.persisted) {

@@ -46,6 +46,26 @@ def eventually(condition: Callable[[], Any], timeout: float = 5.0, every: float 
         time.sleep(every)
 
 
+def reregister(double: ConsulDouble, service_id: str, **changes: Any) -> None:
+    """Register an instance again as it is, but for `changes` (port=, address=, meta=...)."""
+    service = double.catalog.services[service_id]
+    checks = [
+        {"CheckID": c.check_id, "Name": c.name, "Status": c.status, "Output": c.output}
+        for c in double.catalog.checks[service.node].values()
+        if c.service_id == service_id and not c.check_id.startswith("_service_maintenance:")
+    ]
+    fields = {
+        "address": service.address,
+        "port": service.port,
+        "tags": list(service.tags),
+        "meta": dict(service.meta),
+        "kind": service.kind,
+        "proxy": service.proxy,
+        **changes,
+    }
+    double.register_service(service.node, service_id, service.name, checks=checks, **fields)
+
+
 @pytest.fixture(name="eventually")
 def eventually_fixture() -> Callable[..., Any]:
     """Return the poll-with-deadline helper."""

@@ -1,4 +1,4 @@
-"""A token Consul refuses is a configuration error; the configured token variable always wins."""
+"""An unknown token is a configuration error; the configured token variable always wins."""
 
 from __future__ import annotations
 
@@ -27,12 +27,10 @@ def consul_row(page: str) -> str:
     return match.group(0)
 
 
-@pytest.mark.parametrize("token", [None, "not-the-token"], ids=["no-token", "wrong-token"])
-def test_a_refused_token_is_a_configuration_error_on_the_api_and_the_sources_page(
-    fleet, token, monkeypatch, consul_qd, make_collector, make_api
+def test_a_token_consul_does_not_know_is_a_configuration_error_on_the_api_and_the_sources_page(
+    fleet, monkeypatch, consul_qd, make_collector, make_api
 ):
-    if token is not None:
-        monkeypatch.setenv(TOKEN_ENV, token)
+    monkeypatch.setenv(TOKEN_ENV, "not-the-token")
 
     result = run_pass(consul_qd, make_collector(consul_qd))
 
@@ -40,11 +38,30 @@ def test_a_refused_token_is_a_configuration_error_on_the_api_and_the_sources_pag
     api = make_api(consul_qd)
     source = api.source()
     assert source["status"] == "error" and source["error_kind"] == "config"
-    assert "HTTP 403" in source["last_error"] and "ACL" in source["last_error"]
+    assert "HTTP 403" in source["last_error"] and "ACL not found" in source["last_error"]
     assert source["last_success_at"] is None
     row = consul_row(api.page("/sources"))
     assert 'data-source-status="error"' in row and "configuration error" in row
     assert api.services() == {}
+
+
+def test_no_token_reads_what_the_anonymous_token_may_and_says_the_catalog_was_filtered(
+    fleet, consul_qd, make_collector, make_api
+):
+    # ACLs default to deny: the anonymous token sees an empty catalog, not a 403.
+    result = run_pass(consul_qd, make_collector(consul_qd))
+
+    assert result.ok, result.error
+    api = make_api(consul_qd)
+    source = api.source()
+    assert source["status"] == "ok"
+    reads = {w["read"]: w for w in source["warnings"]}
+    assert reads["GET /v1/catalog/services"]["kind"] == "acl_filtered"
+    assert reads["GET /v1/catalog/services"]["permission"] == "service:read"
+    assert api.services() == {}
+    page = api.page("/sources")
+    assert 'data-source-warnings="consul"' in page
+    assert "Filtered by ACLs" in page and "service:read" in page
 
 
 def test_consul_http_token_in_the_environment_does_not_override_the_configured_variable(

@@ -1,4 +1,4 @@
-"""A quiet datacenter costs two long polls per wait (its CPU is measured in bench/)."""
+"""A quiet datacenter costs three long polls per wait (its CPU is measured in bench/)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 from app.collection.runner import run_pass
 
-WATCHED = {"/v1/catalog/services", "/v1/health/state/any"}
+WATCHED = {"/v1/catalog/services", "/v1/catalog/nodes", "/v1/health/state/any"}
 
 
 def test_with_nothing_changing_a_pass_returns_nothing_after_the_wait_using_only_the_long_polls(
@@ -22,7 +22,7 @@ def test_with_nothing_changing_a_pass_returns_nothing_after_the_wait_using_only_
     elapsed = time.monotonic() - started
 
     assert idle == [[], [], []]
-    # Each pass waits for both long polls to come back unchanged: at least one wait (1 s) each.
+    # Each pass waits for every long poll to come back unchanged: at least one wait (1 s) each.
     assert elapsed > 2.8
     requests = counting_proxy.requests[full_pass:]
     assert {path for path, _ in requests} == WATCHED

@@ -1,4 +1,5 @@
-"""A node check or node maintenance changes every service on that node, and only those."""
+"""A node check, node maintenance, a node's address or its leaving changes every service on that
+node, and only those."""
 
 from __future__ import annotations
 
@@ -81,3 +82,68 @@ def test_node_maintenance_puts_every_instance_on_the_node_in_maintenance_with_th
         ("gateway-2", "passing", "maintenance"),
         ("gateway-2", "maintenance", "passing"),
     ]
+
+
+@pytest.fixture
+def ledger(double) -> None:
+    """ledger-1 takes its address from its node (no Service.Address); ledger-2 has its own."""
+    double.register_node("node-d", "10.9.8.7", {"rack": "r1"})
+    double.register_service(
+        "node-d",
+        "ledger-1",
+        "ledger",
+        port=7000,
+        checks=[{"CheckID": "ledger-1-http", "Name": "ledger http", "Status": "passing"}],
+    )
+    double.register_service(
+        "node-d",
+        "ledger-2",
+        "ledger",
+        address="10.9.8.80",
+        port=7001,
+        checks=[{"CheckID": "ledger-2-http", "Name": "ledger http", "Status": "passing"}],
+    )
+
+
+def test_a_node_address_change_reaches_the_instances_that_take_their_address_from_it(
+    double, ledger, collected, collect_until
+):
+    qd, collector, api = collected
+    assert api.instance("ledger", "ledger-1")["address"] == "10.9.8.7"
+
+    double.register_node("node-d", "10.9.8.99", {"rack": "r1"})
+    collect_until(
+        qd, collector, lambda: api.instance("ledger", "ledger-1")["address"] == "10.9.8.99"
+    )
+
+    assert api.instance("ledger", "ledger-2")["address"] == "10.9.8.80"
+
+
+def test_a_node_that_leaves_takes_its_instances_with_it(double, ledger, collected, collect_until):
+    qd, collector, api = collected
+    assert api.services()["ledger"]["instances"]["total"] == 2
+    orders_before = api.services()["orders"]["instances"]["total"]
+
+    double.deregister_node("node-d")
+    collect_until(qd, collector, lambda: "ledger" in api.services("?health=gone"))
+
+    transitions = api.service("ledger")["transitions"]
+    assert {(t["instance"], t["to"]) for t in transitions} == {
+        ("ledger-1", "gone"),
+        ("ledger-2", "gone"),
+    }
+    assert api.services()["orders"]["instances"]["total"] == orders_before
+
+
+def test_a_node_leaving_removes_only_its_instances_from_services_elsewhere(
+    double, collected, collect_until
+):
+    qd, collector, api = collected
+
+    double.deregister_node("node-c")
+    collect_until(qd, collector, lambda: api.services()["orders"]["instances"]["total"] == 2)
+
+    live = {i["id"] for i in api.service("orders")["instances"] if i["health"] != "gone"}
+    assert live == {"orders-1", "orders-2"}
+    transitions = api.service("orders")["transitions"]
+    assert [(t["instance"], t["to"]) for t in transitions] == [("orders-3", "gone")]

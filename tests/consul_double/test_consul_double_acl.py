@@ -308,3 +308,16 @@ def test_consul_http_token_in_the_environment_overrides_the_client_token(
 
     with pytest.raises(consul.ACLPermissionDenied, match="ACL not found"):
         make_client(guarded, token=TOKEN).catalog.services()
+
+
+def test_session_writes_need_session_write_on_the_sessions_node(guarded, make_client):
+    node_a = guarded.create_acl_token(rules={"session": {"node-a": "write"}, **NODES_READ})
+    client = make_client(guarded, token=node_a)
+
+    session_id = client.session.create(node="node-a", name="lock")
+    with pytest.raises(consul.ACLPermissionDenied, match="'session:write' on \"node-b\""):
+        client.session.create(node="node-b", name="lock")
+    other = guarded.create_session(node="node-b")
+    with pytest.raises(consul.ACLPermissionDenied, match="'session:write' on \"node-b\""):
+        client.session.destroy(other)
+    assert client.session.destroy(session_id)

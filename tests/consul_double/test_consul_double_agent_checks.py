@@ -180,3 +180,64 @@ def test_a_tcp_check_passes_while_something_listens(client):
     listener.close()
     wait_for(lambda: check_of(client, "db")["Status"] == "critical", "the port to close")
     assert check_of(client, "db")["Output"] == f"dial tcp {address}: connect: connection refused"
+
+
+# ----- agent check register / deregister ------------------------------------------------------
+
+
+def test_an_agent_check_registers_on_the_agents_node_and_takes_ttl_updates(client, double):
+    assert client.agent.check.register("disk", check=consul.Check.ttl("60s"), notes="df -h")
+
+    (check,) = [c for c in client.health.node(double.node_name)[1] if c["CheckID"] == "disk"]
+    assert (check["ServiceID"], check["Status"], check["Notes"]) == ("", "critical", "df -h")
+    client.agent.check.ttl_pass("disk", "42% used")
+    assert [
+        c["Output"] for c in client.health.node(double.node_name)[1] if c["CheckID"] == "disk"
+    ] == ["42% used"]
+
+
+def test_an_agent_check_can_belong_to_a_service(client):
+    client.agent.service.register("api", service_id="api-1", port=1)
+
+    client.agent.check.register(
+        "api deep", check=consul.Check.ttl("60s"), check_id="deep", service_id="api-1"
+    )
+
+    assert [(c["CheckID"], c["ServiceName"]) for c in client.health.checks("api")[1]] == [
+        ("deep", "api")
+    ]
+
+
+def test_agent_check_deregister_removes_it(client, double):
+    client.agent.check.register("disk", check=consul.Check.ttl("60s"))
+
+    assert client.agent.check.deregister("disk")
+
+    assert "disk" not in double.catalog.checks[double.node_name]
+    missing = requests.put(f"{double.url}/v1/agent/check/deregister/disk", timeout=5)
+    assert missing.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{"TTL": "10s"}', "Missing check name"),
+        ('{"Name": "c", "TTL": "10s", "ServiceID": "nope"}', 'ServiceID "nope" does not exist'),
+        ('{"Name": "c", "HTTP": "http://x/"}', "Invalid check: Interval must be > 0"),
+    ],
+)
+def test_a_bad_agent_check_is_a_400(double, body, message):
+    response = requests.put(f"{double.url}/v1/agent/check/register", data=body, timeout=5)
+
+    assert response.status_code == 400
+    assert message in response.text
+
+
+def test_a_node_check_needs_node_write(make_client):
+    with ConsulDouble(acl_token="mgmt") as double:
+        services = double.create_acl_token(rules={"service_prefix": {"": "write"}})
+
+        with pytest.raises(consul.ACLPermissionDenied, match="'node:write'"):
+            make_client(double, token=services).agent.check.register(
+                "disk", check=consul.Check.ttl("9s")
+            )

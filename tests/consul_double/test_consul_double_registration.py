@@ -241,7 +241,8 @@ def test_catalog_register_creates_an_external_node_with_service_and_check(client
 
     _, (entry,) = client.health.service("postgres")
     assert entry["Node"]["Address"] == "10.2.0.5"
-    assert entry["Node"]["Meta"]["rack"] == "r7"
+    # An external node's meta is what was registered, without an agent's own keys.
+    assert entry["Node"]["Meta"] == {"rack": "r7"}
     # An external node has no agent, hence no serfHealth.
     assert [(c["CheckID"], c["Status"]) for c in entry["Checks"]] == [("pg up", "passing")]
 
@@ -332,7 +333,16 @@ def test_deregistering_a_node_moves_the_nodes_index(client, double, fleet):
     [
         ('{"Address": "1.2.3.4"}', 400, "Must provide node"),
         ('{"Node": "n"}', 400, "Must provide address if SkipNodeUpdate is not set"),
-        ('{"Node": "n", "Address": "a", "ID": "not-a-uuid"}', 400, "Bad node ID"),
+        (
+            '{"Node": "n", "Address": "a", "ID": "not-a-uuid"}',
+            400,
+            "Bad node ID: uuid string is wrong",
+        ),
+        (
+            '{"Node": "n", "Address": "a", "ID": "zzzzzzzz-9b2f-4e11-8c3d-aabbccddeeff"}',
+            400,
+            "Bad node ID: uuid is improperly formatted",
+        ),
         ('{"Node": "n", "Address": "a", "Datacenter": "dc9"}', 500, "No path to datacenter"),
         ('{"Node": "n", "Address": "a", "Service": {"Port": 1}}', 400, "Must provide service name"),
         ('{"Node": "n", "Address": "a", "NodeMeta": {"": "x"}}', 400, "Key cannot be blank"),
@@ -421,3 +431,17 @@ def test_catalog_deregister_accepts_node_write_or_write_on_what_goes(guarded, ma
     assert make_client(guarded, token=service_writer).catalog.deregister("node-a", "orders-2")
     assert make_client(guarded, token=node_writer).catalog.deregister("node-a", "orders-1")
     assert guarded.catalog.by_name == {"consul": guarded.catalog.by_name["consul"]}
+
+
+def test_a_service_id_taken_on_another_node_is_refused_before_anything_is_written(double, fleet):
+    body = {
+        "Node": "new-node",
+        "Address": "10.3.0.1",
+        "Service": {"Service": "x", "ID": "orders-1"},
+    }
+
+    response = put(double, "/v1/catalog/register", json.dumps(body))
+
+    assert response.status_code == 400
+    assert "already registered on node" in response.text
+    assert "new-node" not in double.catalog.nodes

@@ -203,7 +203,6 @@ def test_postgresql_killed_connections_recover_and_a_read_only_database_is_not_r
 
 
 def test_a_stopped_postgresql_server_is_not_ready(make_qd):
-    # PostgreSQL runs as nobody when we are root, with a unix socket: a short, reachable folder.
     workdir = short_temp_dir("qd-pg-", reachable_by=unprivileged_user())
     try:
         with running_postgres(workdir) as server_url:
