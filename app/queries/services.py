@@ -139,7 +139,7 @@ def current_health(db: Session) -> list[Row]:
     columns = [
         services_t.c[name]
         for name in (
-            *("id", "name", "kind", "health", "health_rank", "first_seen_at", "gone_at"),
+            *("id", "name", "source", "kind", "health", "health_rank", "first_seen_at", "gone_at"),
             *("n_total", "n_passing", "n_warning", "n_critical", "n_maintenance"),
         )
     ]

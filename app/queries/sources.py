@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.collection.registry import ConfiguredSource
 from app.collection.unrecorded import UnrecordedRuns
-from app.models import SourceStatus
+from app.models import CollectorRun, SourceStatus
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,10 @@ class SourceView:
     # Set while the store refuses to record this source's passes (error_kind "store").
     store_error: str = ""
     unrecorded_runs: int = 0
+    # A blocking-query source (Consul) is watched, not polled: each pass waits for an answer.
+    blocking: bool = False
+    # When the source last answered: the end of its last successful pass.
+    last_answer_at: datetime | None = None
     # What the source's collector warned of on its last successful pass (see SourceWarning).
     warnings: tuple[dict, ...] = ()
 
@@ -55,6 +59,9 @@ class SourceView:
             "last_error_at": iso(self.last_error_at),
             "error_kind": self.error_kind or None,
             "age_s": None if self.age_s is None else round(self.age_s, 1),
+            "stale_after_s": round(self.stale_after_s, 1),
+            "blocking": self.blocking,
+            "last_answer_at": iso(self.last_answer_at),
             "store_error": self.store_error or None,
             "unrecorded_runs": self.unrecorded_runs,
             "warnings": [dict(w) for w in self.warnings],
@@ -81,7 +88,28 @@ def source_views(
     views = [_view(source, rows.get(source.name), now) for source in sources]
     if unrecorded is not None:
         views = [_with_unrecorded(view, unrecorded) for view in views]
-    return views
+    return [
+        _watched(db, view, unrecorded) if getattr(source.collector, "blocking", False) else view
+        for source, view in zip(sources, views, strict=True)
+    ]
+
+
+def _watched(db: Session, view: SourceView, unrecorded: UnrecordedRuns | None) -> SourceView:
+    """Mark a blocking-query source, with when it last answered (its last pass's end)."""
+    run = db.execute(
+        select(CollectorRun.started_at, CollectorRun.duration_s)
+        .where(CollectorRun.source == view.name, CollectorRun.ok.is_(True))
+        .order_by(CollectorRun.started_at.desc())
+        .limit(1)
+    ).first()
+    answers = [run] if run else []
+    # A pass the store refused still heard the source answer.
+    if unrecorded is not None:
+        answers += [held.record for held in unrecorded.held(view.name) if held.collected]
+    answered_at = max(
+        (a.started_at + timedelta(seconds=a.duration_s) for a in answers), default=None
+    )
+    return replace(view, blocking=True, last_answer_at=answered_at)
 
 
 def _with_unrecorded(view: SourceView, unrecorded: UnrecordedRuns) -> SourceView:

@@ -14,7 +14,10 @@ bp = Blueprint("overview", __name__)
 
 ATTENTION_ROWS = 25
 RECENT_TRANSITIONS = 20
+# Worst first: the order of the tiles, of Needs attention and of the Services list's badges.
 STATES = ("critical", "warning", "maintenance", "unknown", "passing")
+# Unknown needs attention too: nothing tells whether it serves.
+ATTENTION_STATES = ("critical", "warning", "maintenance", "unknown")
 
 
 @bp.get("/")
@@ -27,7 +30,7 @@ def index():
         rows = current_health(db)
         # Sidecar proxies are plumbing of the service they front: they are not counted.
         services = [s for s in rows if not is_proxy(s)]
-        unhealthy = [s for s in services if s.health in ("critical", "warning", "maintenance")]
+        unhealthy = [s for s in services if s.health in ATTENTION_STATES]
         strips = service_strips(db, unhealthy[:ATTENTION_ROWS], now)
         transitions = db.execute(
             select(HealthTransition, Instance.source_id, Instance.node, Service.name)
@@ -42,17 +45,23 @@ def index():
     instance_totals = dict.fromkeys(STATES, 0)
     for service in services:
         totals[service.health] = totals.get(service.health, 0) + 1
+        checked = 0
         for state in ("passing", "warning", "critical", "maintenance"):
             instance_totals[state] += getattr(service, f"n_{state}")
+            checked += getattr(service, f"n_{state}")
+        # An instance in none of the four states has no check that says anything.
+        instance_totals["unknown"] += service.n_total - checked
     return render_page_or_part(
         "overview/index.html",
         "overview/_body.html",
+        states=STATES,
         unhealthy=unhealthy[:ATTENTION_ROWS],
         unhealthy_count=len(unhealthy),
         strips=strips,
         totals=totals,
         instance_totals=instance_totals,
         service_count=len(services),
+        instance_count=sum(s.n_total for s in services),
         proxy_count=len(rows) - len(services),
         transitions=transitions,
         sources=sources,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, request, url_for
+from markupsafe import Markup, escape
 
 from app.auth.access import require
 from app.queries.services import (
@@ -59,6 +61,16 @@ def filter_args(flt: ServiceFilter, **changes) -> dict[str, str]:
         "offset": str(flt.offset) if flt.offset else "",
     }
     return {k: v for k, v in args.items() if v}
+
+
+# Where a long identifier may wrap: after the separators of ids, host names and addresses.
+_BREAK_AFTER = re.compile(r"(?<=[-.:_/@])(?=.)")
+
+
+@bp.app_template_filter("breakable")
+def breakable(value) -> Markup:
+    """Escape an identifier and let it wrap only after `-`, `.`, `:`, `_`, `/` or `@`."""
+    return Markup("<wbr>").join(escape(part) for part in _BREAK_AFTER.split(str(value)))
 
 
 @bp.app_template_filter("http_href")

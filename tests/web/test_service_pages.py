@@ -461,7 +461,7 @@ def test_the_overview_puts_the_worst_first_links_transitions_and_leaves_proxies_
     )
     assert attention == ["orders", "payments"]
     assert '<span class="stat__value">3</span>' in element(page, "a", 'data-stat="services"')
-    assert "plus 1 sidecar proxy, not counted" in page
+    assert "1 sidecar proxy not counted" in page
     assert '<span class="stat__value">1</span>' in element(page, "a", 'data-stat="critical"')
     recent = element(page, "section", 'id="recent-transitions"')
     assert 'href="/services/orders"' in recent
