@@ -116,7 +116,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _open(config: Config, *, migrate: bool = False):
+def open_quarterdeck(config: Config, *, migrate: bool = False):
+    """Open the store named by the config (migrating it first if asked) and its context.
+
+    Exits with a message naming the store when its schema is missing or not current.
+    """
     from app.context import Quarterdeck
     from app.store import migrate as migrations
 
@@ -132,7 +136,7 @@ def _open(config: Config, *, migrate: bool = False):
 @contextlib.contextmanager
 def _opened(config: Config) -> Iterator:
     """Open the (current) store for one command and close its connections afterwards."""
-    qd = _open(config)
+    qd = open_quarterdeck(config)
     try:
         yield qd
     finally:
@@ -286,7 +290,7 @@ def _collect(config: Config, args) -> int:
     from app.collection.registry import configured_sources
     from app.collection.runner import run_pass
 
-    qd = _open(config)
+    qd = open_quarterdeck(config)
     wanted = {w.strip() for w in args.only.split(",") if w.strip()}
     sources = [
         s
@@ -317,7 +321,7 @@ def _collect(config: Config, args) -> int:
 def _serve(config: Config, args) -> int:
     if args.bind:
         config = config.replace(server=_with_bind(config, args.bind))
-    qd = _open(config, migrate=_store_is_empty(config))
+    qd = open_quarterdeck(config, migrate=_store_is_empty(config))
     _warn_without_users(qd)
     return _run_server(qd, dev=args.dev)
 

@@ -94,7 +94,7 @@ def _exit_on_sigterm(signum, frame) -> None:
 
 def _serve_demo(workdir: Path, bind: str, keep: bool) -> int:
     from app.auth.accounts import create_user
-    from app.cli import _open
+    from app.cli import open_quarterdeck
     from app.serving import serve_quarterdeck
     from demo.consul import ConsulDouble
     from demo.fleet_seed import seed_demo_fleet
@@ -108,7 +108,7 @@ def _serve_demo(workdir: Path, bind: str, keep: bool) -> int:
     try:
         config_path = write_demo_config(workdir, bind, consul.url)
         config = demo_config(config_path)
-        qd = _open(config, migrate=True)
+        qd = open_quarterdeck(config, migrate=True)
         password = secrets.token_urlsafe(12)
         with qd.store.session(write=True) as db:
             create_user(db, DEMO_ADMIN, "admin", password)

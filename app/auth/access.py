@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 from flask import Flask, current_app, g, redirect, request, session, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import Forbidden, Unauthorized
 
 from app.auth.accounts import (
@@ -28,6 +30,7 @@ from app.config import Config
 from app.models import User
 
 F = TypeVar("F", bound=Callable)
+log = logging.getLogger(__name__)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # The Flask session key that holds the random session id (the signed cookie holds nothing else
 # about the person: no user id, no role).
@@ -144,8 +147,7 @@ def identify(*, touch: bool = True) -> Identity | None:
             identity = Identity(name=f"token:{token.name}", role=token.role, via="token")
             record_use = token_use_is_stale(token)
         if record_use and touch:
-            with store.session(write=True) as db:
-                note_token_use(db, token.id)
+            _record_activity(lambda: _note_token_use(store, token.id), "token use")
         return identity
     auth = qd.config.auth
     if auth.header and _from_trusted_proxy(auth.trusted_proxies):
@@ -193,8 +195,9 @@ def _session_identity(qd, touch: bool) -> Identity | None:
         session.pop(SESSION_KEY, None)
         return None
     if touch and now - row.last_seen_at >= policy.touch_every():
-        with qd.store.session(write=True) as db:
-            touch_session(db, row.id, now, policy.touch_every())
+        _record_activity(
+            lambda: _touch_session(qd.store, row.id, now, policy.touch_every()), "session activity"
+        )
     return Identity(
         name=user.name, role=user.role, via="session", user_id=user.id, session_id=row.id
     )
@@ -267,3 +270,21 @@ __all__ = [
     "require",
     "safe_next",
 ]
+
+
+def _record_activity(write: Callable[[], None], what: str) -> None:
+    """Write a note of activity; a store that refuses it must not refuse the request."""
+    try:
+        write()
+    except SQLAlchemyError as exc:
+        log.warning("could not record %s: %s", what, type(exc).__name__)
+
+
+def _note_token_use(store, token_id: int) -> None:
+    with store.session(write=True) as db:
+        note_token_use(db, token_id)
+
+
+def _touch_session(store, session_id: int, now, every) -> None:
+    with store.session(write=True) as db:
+        touch_session(db, session_id, now, every)
