@@ -35,7 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"quarterdeck: configuration error: {exc}", file=sys.stderr)
         return 2
-    return args.handler(config, args)
+    from app.auth.accounts import AccountError
+
+    try:
+        return args.handler(config, args)
+    except AccountError as exc:  # a user or token request the store cannot honour
+        print(f"quarterdeck: {exc}", file=sys.stderr)
+        return 1
 
 
 class _LogFormatter(logging.Formatter):
@@ -184,18 +190,13 @@ def _cli_actor() -> str:
 
 
 def _user_add(config: Config, args) -> int:
-    from app.auth.accounts import AccountError
     from app.auth.administration import add_user
 
     password = _read_password(args)
     if password is None:
         return 1
-    try:
-        with _opened(config) as qd:
-            add_user(qd, _cli_actor(), args.name, args.role, password)
-    except AccountError as exc:
-        print(f"quarterdeck: {exc}", file=sys.stderr)
-        return 1
+    with _opened(config) as qd:
+        add_user(qd, _cli_actor(), args.name, args.role, password)
     print(f"user {args.name} created with role {args.role}")
     return 0
 
@@ -219,15 +220,10 @@ def _user_list(config: Config, _args) -> int:
 
 
 def _user_set_role(config: Config, args) -> int:
-    from app.auth.accounts import AccountError
     from app.auth.administration import set_role
 
-    try:
-        with _opened(config) as qd:
-            before = set_role(qd, _cli_actor(), args.name, args.role)
-    except AccountError as exc:
-        print(f"quarterdeck: {exc}", file=sys.stderr)
-        return 1
+    with _opened(config) as qd:
+        before = set_role(qd, _cli_actor(), args.name, args.role)
     if before == args.role:
         print(f"user {args.name} already has role {args.role}")
     else:
@@ -236,51 +232,36 @@ def _user_set_role(config: Config, args) -> int:
 
 
 def _user_change(config: Config, args) -> int:
-    from app.auth.accounts import AccountError
     from app.auth.administration import delete_user, set_disabled
 
-    try:
-        with _opened(config) as qd:
-            if args.verb == "delete":
-                delete_user(qd, _cli_actor(), args.name)
-                print(f"user {args.name} deleted")
-            else:
-                ended = set_disabled(qd, _cli_actor(), args.name, args.verb == "disable")
-                suffix = f" ({ended} sessions ended)" if ended else ""
-                print(f"user {args.name} {args.verb}d{suffix}")
-    except AccountError as exc:
-        print(f"quarterdeck: {exc}", file=sys.stderr)
-        return 1
+    with _opened(config) as qd:
+        if args.verb == "delete":
+            delete_user(qd, _cli_actor(), args.name)
+            print(f"user {args.name} deleted")
+        else:
+            ended = set_disabled(qd, _cli_actor(), args.name, args.verb == "disable")
+            suffix = f" ({ended} sessions ended)" if ended else ""
+            print(f"user {args.name} {args.verb}d{suffix}")
     return 0
 
 
 def _user_passwd(config: Config, args) -> int:
-    from app.auth.accounts import AccountError
     from app.auth.administration import reset_password
 
     password = _read_password(args)
     if password is None:
         return 1
-    try:
-        with _opened(config) as qd:
-            ended = reset_password(qd, _cli_actor(), args.name, password)
-    except AccountError as exc:
-        print(f"quarterdeck: {exc}", file=sys.stderr)
-        return 1
+    with _opened(config) as qd:
+        ended = reset_password(qd, _cli_actor(), args.name, password)
     print(f"user {args.name}: new password set ({ended} sessions ended)")
     return 0
 
 
 def _token_create(config: Config, args) -> int:
-    from app.auth.accounts import AccountError
     from app.auth.administration import add_token
 
-    try:
-        with _opened(config) as qd:
-            token = add_token(qd, _cli_actor(), args.name, args.role)
-    except AccountError as exc:
-        print(f"quarterdeck: {exc}", file=sys.stderr)
-        return 1
+    with _opened(config) as qd:
+        token = add_token(qd, _cli_actor(), args.name, args.role)
     print(token)
     print(f"(token {args.name}, role {args.role}: shown once; store it now)", file=sys.stderr)
     return 0
