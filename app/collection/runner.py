@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -16,6 +17,30 @@ from app.store.catalog import apply_catalog_update
 from collectors.base import CatalogUpdate, Collector, SourceUnavailable
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a store writer did with one record: counts for the run, live topics to wake."""
+
+    counts: dict[str, int]
+    topics: frozenset[str] = frozenset()
+
+
+def write_catalog_update(db, source: str, update: CatalogUpdate) -> Written:
+    """Store a catalog update and name the pages it changed."""
+    changes = apply_catalog_update(db, source, update)
+    topics: set[str] = set()
+    if changes.changed_services:
+        topics.add("services")
+        topics.update(service_topic(name) for name in changes.changed_services)
+    return Written(changes.counts(), frozenset(topics))
+
+
+# Record type -> store writer: a new kind of source adds a row here, not a branch.
+RECORD_WRITERS: dict[type, Callable[..., Written]] = {
+    CatalogUpdate: write_catalog_update,
+}
 
 
 @dataclass
@@ -54,15 +79,13 @@ def run_pass(qd: Quarterdeck, collector: Collector) -> PassResult:
         counts: dict[str, int] = {}
         with qd.store.session(write=True) as db:
             for record in records:
-                if isinstance(record, CatalogUpdate):
-                    changes = apply_catalog_update(db, collector.name, record)
-                    for key, value in changes.counts().items():
-                        counts[key] = counts.get(key, 0) + value
-                    if changes.changed_services:
-                        topics.add("services")
-                        topics.update(service_topic(name) for name in changes.changed_services)
-                else:
+                writer = RECORD_WRITERS.get(type(record))
+                if writer is None:
                     raise TypeError(f"unknown record type {type(record).__name__}")
+                written = writer(db, collector.name, record)
+                for key, value in written.counts.items():
+                    counts[key] = counts.get(key, 0) + value
+                topics.update(written.topics)
             duration = time.perf_counter() - start
             warnings = [w.to_json() for w in getattr(collector, "warnings", list)()]
             run = RunRecord(
