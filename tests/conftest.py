@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.fixtures.nginx",
     "tests.fixtures.postgres",
     "tests.fixtures.browser",
+    "tests.fixtures.websocket",
 ]
 
 PASSWORD = "correct horse battery"
