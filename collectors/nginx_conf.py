@@ -1,9 +1,8 @@
 """Read an nginx upstream file the way nginx 1.22 (open source) reads it.
 
-The tokenizer follows `ngx_conf_read_token` (src/core/ngx_conf_file.c): words end at
-whitespace, `;` or `{`; quotes and `#` comments count only where a word starts; a backslash
-escapes the next character. The checks follow `ngx_http_upstream_server` and the balancer
-modules, so a file nginx would refuse is refused here with its line, and one it accepts parses.
+The syntax is nginx's own (`collectors/nginx_syntax.py`); the checks follow
+`ngx_http_upstream_server` and the balancer modules, so a file nginx would refuse is refused
+here with its line, and one it accepts parses.
 
 Two shapes of file are accepted:
 - an http-context file of `upstream {}` blocks (what `include`-d from inside `http {}` holds;
@@ -17,6 +16,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from collectors.nginx_syntax import (
+    Statement,
+    UpstreamConfError,
+    parse_number,
+    parse_size,
+    parse_time,
+    read_statements,
+    tokenize,
+)
 
 # Balancing methods and the server parameters each leaves allowed (NGX_HTTP_UPSTREAM_* flags).
 ROUND_ROBIN = "round_robin"
@@ -36,19 +45,8 @@ UPSTREAM_DIRECTIVES = {
 }
 PLUS_ONLY_DIRECTIVES = ("sticky", "queue", "ntlm", "state", "resolver", "resolver_timeout")
 MAIN_CONTEXT_BLOCKS = ("http", "events", "stream", "mail")
-MAX_INT = 2**63 - 1  # NGX_MAX_INT_T_VALUE on a 64-bit build
 PAGE_SIZE = 4096
 MIN_ZONE_BYTES = 8 * PAGE_SIZE  # ngx_http_upstream_zone: "zone is too small" below 8 pages
-
-
-class UpstreamConfError(ValueError):
-    """The file is one nginx would refuse; names the file, the line and what is wrong."""
-
-    def __init__(self, path: str, line: int, message: str) -> None:
-        super().__init__(f"{path}:{line}: {message}")
-        self.path = path
-        self.line = line
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -103,257 +101,6 @@ class UpstreamFile:
     notes: tuple[str, ...] = ()
 
 
-# -- tokens ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Token:
-    kind: str  # "word", ";", "{", "}"
-    text: str
-    line: int
-
-
-@dataclass
-class _Statement:
-    name: str
-    args: list[str]
-    line: int  # where the directive starts
-    end_line: int  # where its `;` or `{` is (the line nginx names)
-    arg_lines: list[int]
-    block: list[_Statement] | None = None
-    close_line: int = 0
-
-
-_SPACE = " \t\r\n"
-_ESCAPES = {"t": "\t", "r": "\r", "n": "\n"}
-
-
-def _unescape(raw: str) -> str:
-    out: list[str] = []
-    i = 0
-    while i < len(raw):
-        ch = raw[i]
-        if ch == "\\" and i + 1 < len(raw):
-            nxt = raw[i + 1]
-            if nxt in "\"'\\":
-                out.append(nxt)
-                i += 2
-                continue
-            if nxt in _ESCAPES:
-                out.append(_ESCAPES[nxt])
-                i += 2
-                continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
-
-
-def tokenize(text: str, path: str = "(text)") -> list[_Token]:
-    """Split configuration text into words and `;` `{` `}`, as ngx_conf_read_token does."""
-    tokens: list[_Token] = []
-    line = 1
-    i = 0
-    n = len(text)
-    while i < n:
-        ch = text[i]
-        if ch in _SPACE:
-            line += ch == "\n"
-            i += 1
-            continue
-        if ch == "#":
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-            continue
-        if ch in ";{}":
-            tokens.append(_Token(ch, ch, line))
-            i += 1
-            continue
-        start_line = line
-        if ch in "\"'":
-            quote = ch
-            i += 1
-            start = i
-            while True:
-                if i >= n:
-                    raise UpstreamConfError(
-                        path, start_line, f"unterminated {quote} quote: the file ends inside it"
-                    )
-                c = text[i]
-                if c == "\\":
-                    line += text[i + 1 : i + 2] == "\n"
-                    i += 2
-                    continue
-                line += c == "\n"
-                if c == quote:
-                    break
-                i += 1
-            tokens.append(_Token("word", _unescape(text[start:i]), start_line))
-            i += 1
-            # nginx: after a closing quote comes a space, ";" or "{" (or ")")
-            if i < n and text[i] not in _SPACE + ";{)":
-                raise UpstreamConfError(
-                    path, line, f'unexpected "{text[i]}" right after a quoted parameter'
-                )
-            continue
-        start = i
-        variable = False
-        while i < n:
-            c = text[i]
-            if c == "{" and variable:
-                i += 1
-                continue
-            variable = False
-            if c == "\\":
-                line += text[i + 1 : i + 2] == "\n"
-                i += 2
-                continue
-            if c == "$":
-                variable = True
-                i += 1
-                continue
-            if c in _SPACE or c in ";{":
-                break
-            i += 1
-        tokens.append(_Token("word", _unescape(text[start:i]), start_line))
-    return tokens
-
-
-def _statements(tokens: list[_Token], path: str) -> list[_Statement]:
-    """Group tokens into directives and blocks; refuse what nginx's parser refuses."""
-    root: list[_Statement] = []
-    stack: list[tuple[list[_Statement], _Statement | None]] = [(root, None)]
-    words: list[_Token] = []
-    for token in tokens:
-        if token.kind == "word":
-            words.append(token)
-            continue
-        if token.kind == "}":
-            if words:
-                preview = " ".join(word.text for word in words[:2])
-                raise UpstreamConfError(
-                    path,
-                    words[0].line,
-                    f'"{preview}" is missing its ";" before the "}}" on line {token.line}',
-                )
-            if len(stack) == 1:
-                raise UpstreamConfError(path, token.line, 'unexpected "}": no block is open')
-            _, owner = stack.pop()
-            assert owner is not None
-            owner.close_line = token.line
-            continue
-        if not words:
-            raise UpstreamConfError(path, token.line, f'unexpected "{token.kind}"')
-        statement = _Statement(
-            name=words[0].text,
-            args=[w.text for w in words[1:]],
-            line=words[0].line,
-            end_line=token.line,
-            arg_lines=[w.line for w in words[1:]],
-        )
-        words = []
-        stack[-1][0].append(statement)
-        if token.kind == "{":
-            statement.block = []
-            stack.append((statement.block, statement))
-    if words:
-        raise UpstreamConfError(
-            path, words[0].line, f'"{words[0].text}" is missing its ";" at the end of the file'
-        )
-    if len(stack) > 1:
-        owner = stack[-1][1]
-        assert owner is not None
-        raise UpstreamConfError(
-            path, owner.line, f'the "{owner.name}" block opened here is never closed with "}}"'
-        )
-    return root
-
-
-# -- values ------------------------------------------------------------------------------------
-
-
-def parse_number(text: str) -> int | None:
-    """Return a non-negative decimal like ngx_atoi (digits only, no sign), or None."""
-    if not text or not text.isascii() or not text.isdigit():
-        return None
-    value = int(text)
-    return value if value <= MAX_INT else None
-
-
-# nginx time units, largest first; "ms" only where milliseconds are allowed.
-_TIME_UNITS = (
-    ("y", 365 * 86400),
-    ("M", 30 * 86400),
-    ("w", 7 * 86400),
-    ("d", 86400),
-    ("h", 3600),
-    ("m", 60),
-    ("s", 1),
-)
-
-
-def parse_time(text: str, *, seconds: bool = True) -> int | None:
-    """Return a duration like ngx_parse_time: seconds (`seconds`) or milliseconds, or None.
-
-    "10s", "1m", "1m30s", "1h 30m"; a plain number is seconds. Units go from larger to
-    smaller, each at most once. "ms" is refused where nginx wants seconds (fail_timeout), and
-    "y"/"M" where it wants milliseconds (keepalive_timeout).
-    """
-    order = [unit for unit, _ in _TIME_UNITS] + ["ms", " "]
-    scales = dict(_TIME_UNITS)
-    step = -1 if seconds else order.index("M")
-    total = 0
-    value = 0
-    valid = False
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if "0" <= ch <= "9":
-            value = value * 10 + int(ch)
-            valid = True
-            i += 1
-            continue
-        unit = ch
-        if ch == "m" and text[i + 1 : i + 2] == "s":
-            unit = "ms"
-        if unit not in order:
-            return None
-        index = order.index(unit)
-        if unit == "ms" and seconds:
-            return None
-        if unit == " " and step >= order.index("s"):
-            return None
-        if unit != " " and index <= step:
-            return None
-        step = index
-        i += len(unit)
-        if unit == "ms":
-            scale = 1
-        elif unit == " ":
-            scale = 1 if seconds else 1000
-        else:
-            scale = scales[unit] * (1 if seconds else 1000)
-        total += value * scale
-        value = 0
-        while i < len(text) and text[i] == " ":
-            i += 1
-    if not valid:
-        return None
-    total += value * (1 if seconds else 1000)
-    return total if total <= MAX_INT else None
-
-
-def parse_size(text: str) -> int | None:
-    """Return a size like ngx_parse_size ("64k", "1m", "512"), or None."""
-    if not text:
-        return None
-    scale = {"k": 1024, "K": 1024, "m": 1024**2, "M": 1024**2, "g": 1024**3, "G": 1024**3}
-    digits, factor = text, 1
-    if text[-1] in scale:
-        digits, factor = text[:-1], scale[text[-1]]
-    number = parse_number(digits)
-    return None if number is None else number * factor
-
-
 def _parse_address(text: str) -> tuple[str, int] | str:
     """Return (host, port) of a server address as ngx_parse_url reads it, or the problem."""
     if text.startswith("unix:"):
@@ -387,7 +134,7 @@ def _parse_address(text: str) -> tuple[str, int] | str:
 # -- upstream blocks ---------------------------------------------------------------------------
 
 
-def _check_arity(statement: _Statement, path: str) -> None:
+def _check_arity(statement: Statement, path: str) -> None:
     fewest, most = UPSTREAM_DIRECTIVES[statement.name]
     count = len(statement.args)
     if fewest <= count and (most is None or count <= most):
@@ -405,7 +152,7 @@ def _check_arity(statement: _Statement, path: str) -> None:
     )
 
 
-def _parse_server(statement: _Statement, method: str, upstream: str, path: str) -> UpstreamServer:
+def _parse_server(statement: Statement, method: str, upstream: str, path: str) -> UpstreamServer:
     values: dict[str, int] = {"weight": 1, "max_fails": 1, "fail_timeout": 10, "max_conns": 0}
     backup = down = False
     for arg, arg_line in zip(statement.args[1:], statement.arg_lines[1:], strict=True):
@@ -473,7 +220,7 @@ def _parse_server(statement: _Statement, method: str, upstream: str, path: str) 
     )
 
 
-def _check_directive(statement: _Statement, path: str, seen: set[str]) -> None:
+def _check_directive(statement: Statement, path: str, seen: set[str]) -> None:
     """Check the arguments of a directive other than `server`, as its module does."""
     name, args = statement.name, statement.args
     if name.startswith("keepalive") and name in seen:
@@ -483,9 +230,10 @@ def _check_directive(statement: _Statement, path: str, seen: set[str]) -> None:
         number = parse_number(args[0])
         if not number:
             raise UpstreamConfError(
-                path, statement.line, f'invalid value "{args[0]}" in "keepalive": '
-                "a whole number of at least 1 expected",
-            )  # fmt: skip
+                path,
+                statement.line,
+                f'invalid value "{args[0]}" in "keepalive": a whole number of at least 1 expected',
+            )
     elif name == "keepalive_requests":
         if parse_number(args[0]) is None:
             raise UpstreamConfError(
@@ -501,9 +249,10 @@ def _check_directive(statement: _Statement, path: str, seen: set[str]) -> None:
     elif name == "hash":
         if len(args) == 2 and args[1] != "consistent":
             raise UpstreamConfError(
-                path, statement.line, f'invalid parameter "{args[1]}" in "hash": only '
-                '"consistent" may follow the key',
-            )  # fmt: skip
+                path,
+                statement.line,
+                f'invalid parameter "{args[1]}" in "hash": only "consistent" may follow the key',
+            )
     elif name == "random":
         if args and args[0] != "two":
             raise UpstreamConfError(
@@ -511,9 +260,11 @@ def _check_directive(statement: _Statement, path: str, seen: set[str]) -> None:
             )
         if len(args) == 2 and args[1] != "least_conn":
             raise UpstreamConfError(
-                path, statement.line, f'invalid parameter "{args[1]}" in "random two": '
+                path,
+                statement.line,
+                f'invalid parameter "{args[1]}" in "random two": '
                 'only "least_conn" (least_time is NGINX Plus)',
-            )  # fmt: skip
+            )
     elif name == "zone":
         if not args[0]:
             raise UpstreamConfError(path, statement.line, 'invalid zone name ""')
@@ -523,17 +274,20 @@ def _check_directive(statement: _Statement, path: str, seen: set[str]) -> None:
                 raise UpstreamConfError(path, statement.line, f'invalid zone size "{args[1]}"')
             if size < MIN_ZONE_BYTES:
                 raise UpstreamConfError(
-                    path, statement.line, f'zone "{args[0]}" is too small: '
+                    path,
+                    statement.line,
+                    f'zone "{args[0]}" is too small: '
                     f"{size} bytes, nginx needs at least {MIN_ZONE_BYTES}",
-                )  # fmt: skip
+                )
 
 
-def _parse_upstream(statement: _Statement, path: str) -> Upstream:
+def _parse_upstream(statement: Statement, path: str) -> Upstream:
     if statement.block is None:
         raise UpstreamConfError(
-            path, statement.line, f'"upstream" has no opening "{{" (got "{statement.name} '
-            f'{" ".join(statement.args)};")',
-        )  # fmt: skip
+            path,
+            statement.line,
+            f'"upstream" has no opening "{{" (got "{statement.name} {" ".join(statement.args)};")',
+        )
     if len(statement.args) != 1:
         raise UpstreamConfError(
             path,
@@ -576,9 +330,11 @@ def _parse_upstream(statement: _Statement, path: str) -> Upstream:
     # Round robin (and every method built on it) needs at least one primary server.
     if all(server.backup for server in servers):
         raise UpstreamConfError(
-            path, statement.line, f'upstream "{name}" has only backup servers: nginx needs at '
+            path,
+            statement.line,
+            f'upstream "{name}" has only backup servers: nginx needs at '
             "least one server without backup",
-        )  # fmt: skip
+        )
     if method in METHODS_WITHOUT_BACKUP:
         for server in servers:
             if server.backup:
@@ -591,7 +347,7 @@ def _parse_upstream(statement: _Statement, path: str) -> Upstream:
 
 def parse_upstream_text(text: str, path: str = "(text)") -> UpstreamFile:
     """Parse configuration text; raise UpstreamConfError naming the line nginx would refuse."""
-    statements = _statements(tokenize(text, path), path)
+    statements = read_statements(tokenize(text, path), path)
     main = next((s for s in statements if s.name in MAIN_CONTEXT_BLOCKS), None)
     notes: list[str] = []
     upstreams: list[Upstream] = []
@@ -599,9 +355,11 @@ def parse_upstream_text(text: str, path: str = "(text)") -> UpstreamFile:
         for statement in statements:
             if statement.name == "upstream":
                 raise UpstreamConfError(
-                    path, statement.line, f'"upstream" is not allowed at the top of a file '
+                    path,
+                    statement.line,
+                    f'"upstream" is not allowed at the top of a file '
                     f'that has a "{main.name}" block (line {main.line}): put it inside http {{}}',
-                )  # fmt: skip
+                )
         blocks = [s.block or [] for s in statements if s.name == "http"]
         http_statements = [inner for block in blocks for inner in block]
     else:
@@ -621,20 +379,22 @@ def parse_upstream_text(text: str, path: str = "(text)") -> UpstreamFile:
         key = upstream.name.lower()  # nginx compares upstream names without case
         if key in seen:
             raise UpstreamConfError(
-                path, upstream.line, f'duplicate upstream "{upstream.name}": first defined on '
-                f"line {seen[key]}",
-            )  # fmt: skip
+                path,
+                upstream.line,
+                f'duplicate upstream "{upstream.name}": first defined on line {seen[key]}',
+            )
         seen[key] = upstream.line
     return UpstreamFile(path, "main" if main else "http", tuple(upstreams), tuple(notes))
 
 
-def _refuse_nested_upstreams(statement: _Statement, path: str) -> None:
+def _refuse_nested_upstreams(statement: Statement, path: str) -> None:
     for inner in statement.block or []:
         if inner.name == "upstream":
             raise UpstreamConfError(
-                path, inner.line, f'"upstream" is not allowed inside "{statement.name}": only '
-                "directly in http {}",
-            )  # fmt: skip
+                path,
+                inner.line,
+                f'"upstream" is not allowed inside "{statement.name}": only directly in http {{}}',
+            )
         _refuse_nested_upstreams(inner, path)
 
 
