@@ -8,6 +8,7 @@ from datetime import datetime
 
 from app.config import Config
 from collectors.base import Collector
+from collectors.nginx import NginxCollector
 from collectors.static import StaticCollector, StaticService
 
 
@@ -43,7 +44,8 @@ def configured_sources(config: Config, clock: Callable[[], datetime]) -> list[Co
     for haproxy in config.haproxy:
         sources.append(ConfiguredSource(haproxy.name, "haproxy", None, polled_stale))
     for nginx in config.nginx:
-        sources.append(ConfiguredSource(nginx.name, "nginx", None, polled_stale))
+        collector = NginxCollector.from_config(nginx, clock=clock)
+        sources.append(ConfiguredSource(nginx.name, "nginx", collector, polled_stale))
     return sources
 
 
