@@ -14,9 +14,11 @@ Host names are not resolved (nginx resolves them when it loads the file).
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
+from collectors.nginx_directives import HTTP_MAIN_DIRECTIVES, MAIN_DIRECTIVES
 from collectors.nginx_syntax import (
     Statement,
     UpstreamConfError,
@@ -44,7 +46,7 @@ UPSTREAM_DIRECTIVES = {
     "zone": (1, 2),
 }
 PLUS_ONLY_DIRECTIVES = ("sticky", "queue", "ntlm", "state", "resolver", "resolver_timeout")
-MAIN_CONTEXT_BLOCKS = ("http", "events", "stream", "mail")
+MAIN_CONTEXT_BLOCKS = ("http", "events")  # either one means a whole nginx.conf
 PAGE_SIZE = 4096
 MIN_ZONE_BYTES = 8 * PAGE_SIZE  # ngx_http_upstream_zone: "zone is too small" below 8 pages
 
@@ -301,6 +303,12 @@ def _parse_upstream(statement: Statement, path: str) -> Upstream:
     notes: list[str] = []
     seen: set[str] = set()
     for inner in statement.block:
+        if inner.name == "include" and inner.block is None:  # nginx allows it anywhere
+            notes.append(
+                f"line {inner.line}: include {' '.join(inner.args)} is not followed; "
+                "servers in it are not read"
+            )
+            continue
         if inner.name not in UPSTREAM_DIRECTIVES:
             extra = " (NGINX Plus only)" if inner.name in PLUS_ONLY_DIRECTIVES else ""
             raise UpstreamConfError(
@@ -360,13 +368,36 @@ def parse_upstream_text(text: str, path: str = "(text)") -> UpstreamFile:
                     f'"upstream" is not allowed at the top of a file '
                     f'that has a "{main.name}" block (line {main.line}): put it inside http {{}}',
                 )
+            if statement.name not in MAIN_DIRECTIVES:
+                raise UpstreamConfError(
+                    path,
+                    statement.line,
+                    f'unknown directive "{statement.name}" at the top of a whole nginx.conf',
+                )
         blocks = [s.block or [] for s in statements if s.name == "http"]
         http_statements = [inner for block in blocks for inner in block]
     else:
         http_statements = statements
+    seen: dict[str, int] = {}
     for statement in http_statements:
+        if statement.name not in HTTP_MAIN_DIRECTIVES:
+            hint = ' (did you mean "upstream"?)' if _looks_like_upstream(statement.name) else ""
+            raise UpstreamConfError(
+                path,
+                statement.line,
+                f'unknown directive "{statement.name}" in the http context{hint}',
+            )
         if statement.name == "upstream":
-            upstreams.append(_parse_upstream(statement, path))
+            upstream = _parse_upstream(statement, path)
+            key = upstream.name.lower()  # nginx compares upstream names without case
+            if key in seen:
+                raise UpstreamConfError(
+                    path,
+                    upstream.line,
+                    f'duplicate upstream "{upstream.name}": first defined on line {seen[key]}',
+                )
+            seen[key] = upstream.line
+            upstreams.append(upstream)
         elif statement.name == "include":
             notes.append(
                 f"line {statement.line}: include {' '.join(statement.args)} is not followed; "
@@ -374,17 +405,41 @@ def parse_upstream_text(text: str, path: str = "(text)") -> UpstreamFile:
             )
         elif statement.block is not None:
             _refuse_nested_upstreams(statement, path)
-    seen: dict[str, int] = {}
-    for upstream in upstreams:
-        key = upstream.name.lower()  # nginx compares upstream names without case
-        if key in seen:
+    _check_zones(upstreams, path)
+    return UpstreamFile(path, "main" if main else "http", tuple(upstreams), tuple(notes))
+
+
+def _looks_like_upstream(name: str) -> bool:
+    """Tell whether an unknown directive is probably a mistyped `upstream`."""
+    return difflib.SequenceMatcher(None, name, "upstream").ratio() >= 0.75
+
+
+def _check_zones(upstreams: list[Upstream], path: str) -> None:
+    """Refuse shared zones nginx cannot size: none given anywhere, or two different sizes."""
+    sizes: dict[str, tuple[int, int]] = {}  # zone name -> (size, line that gave it)
+    unsized: dict[str, int] = {}
+    for directive in (d for u in upstreams for d in u.directives if d.name == "zone"):
+        name = directive.args[0]
+        if len(directive.args) == 1:
+            unsized.setdefault(name, directive.line)
+            continue
+        size = parse_size(directive.args[1]) or 0
+        if name in sizes and sizes[name][0] != size:
             raise UpstreamConfError(
                 path,
-                upstream.line,
-                f'duplicate upstream "{upstream.name}": first defined on line {seen[key]}',
+                directive.line,
+                f'zone "{name}" is {size} bytes here but {sizes[name][0]} on line '
+                f"{sizes[name][1]}: nginx refuses conflicting sizes",
             )
-        seen[key] = upstream.line
-    return UpstreamFile(path, "main" if main else "http", tuple(upstreams), tuple(notes))
+        sizes.setdefault(name, (size, directive.line))
+    for name, line in unsized.items():
+        if name not in sizes:
+            raise UpstreamConfError(
+                path,
+                line,
+                f'zone "{name}" has no size, and no other upstream in this file gives it one '
+                "(nginx: zero size shared memory zone)",
+            )
 
 
 def _refuse_nested_upstreams(statement: Statement, path: str) -> None:

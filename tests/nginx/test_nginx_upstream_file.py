@@ -225,6 +225,25 @@ upstream b { server 127.0.0.1:9002 backup; server 127.0.0.1:9003; ip_hash; }
         pytest.param(
             "upstream a;\n", 1, 'has no opening "{"', 1, id="upstream-without-block",
         ),
+        pytest.param(
+            "upstrem a {\n    server 10.0.0.1:80;\n}\n",
+            1, 'unknown directive "upstrem" in the http context (did you mean "upstream"?)', 1,
+            id="mistyped-upstream",
+        ),
+        pytest.param(
+            "upstream a {\n    server 10.0.0.1:80;\n    zone shared;\n}\n",
+            3, 'zone "shared" has no size', None, id="zone-without-size",
+        ),
+        pytest.param(
+            "upstream a {\n    server 10.0.0.1:80;\n    zone z 64k;\n}\n"
+            "upstream b {\n    server 10.0.0.2:80;\n    zone z 128k;\n}\n",
+            7, 'zone "z" is 131072 bytes here but 65536 on line 3', 7,
+            id="zone-sizes-conflict",
+        ),
+        pytest.param(
+            "upstream a {\n    server 10.0.0.1:80;\n    zone z 1k;\n}\n",
+            3, 'zone "z" is too small', 3, id="zone-too-small",
+        ),
     ],
 )  # fmt: skip
 def test_a_file_nginx_refuses_is_refused_naming_its_line(
@@ -240,6 +259,21 @@ def test_a_file_nginx_refuses_is_refused_naming_its_line(
     assert not verdict.ok, f"nginx accepted what the parser refused:\n{text}"
     if nginx_line is not None:
         assert f"push-upstreams.conf:{nginx_line}" in verdict.output, verdict.output
+
+
+def test_a_zone_sized_by_another_upstream_and_an_include_inside_a_block_are_accepted(
+    nginx_config_test,
+):
+    text = (
+        "upstream a {\n    zone shared;\n    server 10.0.0.1:80;\n    include /dev/null;\n}\n"
+        "upstream b {\n    zone shared 64k;\n    server 10.0.0.2:80;\n}\n"
+    )
+
+    a, b = parse_upstream_text(text).upstreams
+
+    assert nginx_config_test(text).ok
+    assert [d.args for d in a.directives] == [("shared",)]
+    assert a.notes == ("line 4: include /dev/null is not followed; servers in it are not read",)
 
 
 def test_a_file_nginx_accepts_with_a_warning_parses_with_a_note(nginx_config_test):
