@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from app.collection.registry import configured_sources
 from app.collection.runner import run_pass
-from app.config import NginxConfig
+from app.config import NginxConfig, StaticServiceConfig
 from app.factory import create_app
 from app.models import Balancer, BalancerMember
 from tests.fixtures.processes import wait_for
@@ -78,6 +78,20 @@ def test_nginx_members_connections_and_outage_through_the_api(push_nginx, make_q
     assert set(by_id) == {s.address for s in servers}
     assert by_id[servers[2].address]["health"] == "critical"
     assert by_id[servers[0].address]["port"] == servers[0].port
+    lb = {server.address: by_id[server.address]["lb"] for server in servers}
+    assert all(len(rows) == 1 for rows in lb.values())
+    assert [
+        (r["balancer"], r["kind"], r["backend"], r["state"], r["status"], r["weight"], r["backup"])
+        for rows in lb.values()
+        for r in rows
+    ] == [
+        ("push", "nginx", "push_backend", "up", "", 3, False),
+        ("push", "nginx", "push_backend", "up", "", 1, False),
+        ("push", "nginx", "push_backend", "down", "down", 1, False),
+        ("push", "nginx", "push_backend", "up", "backup", 1, True),
+    ]
+    # nginx OSS cannot count per server: unknown, never 0.
+    assert all(r["sessions"] is None and r["stale"] is False for rows in lb.values() for r in rows)
 
     sources = {s["name"]: s for s in api(client, token, "/api/v1/sources")["sources"]}
     assert sources["push"]["status"] == "ok" and sources["push"]["kind"] == "nginx"
@@ -116,3 +130,37 @@ def test_nginx_members_connections_and_outage_through_the_api(push_nginx, make_q
     services = {s["name"]: s for s in api(client, token, "/api/v1/services")["services"]}
     assert services["push_backend"]["instances"]["total"] == 4
     assert services["push_backend"]["stale"] is True
+    detail = api(client, token, "/api/v1/services/push_backend")
+    assert all(i["lb"][0]["stale"] is True for i in detail["instances"])
+    assert {i["id"] for i in detail["instances"]} == {s.address for s in servers}
+
+
+def test_nginx_members_matched_to_catalog_instances_appear_under_them(
+    push_nginx, make_qd, make_token
+):
+    nginx, servers = push_nginx
+    catalog = StaticServiceConfig(name="push", instances=(servers[0].address, servers[1].address))
+    qd = make_qd(
+        static_services=(catalog,),
+        nginx=(
+            NginxConfig(
+                name="edge-nginx",
+                status_url=nginx.status_url,
+                upstream_conf=str(nginx.upstream_conf),
+            ),
+        ),
+    )
+    for source in configured_sources(qd.config, qd.clock):
+        assert run_pass(qd, source.collector).ok
+    token = make_token("reader", "viewer")
+    client = create_app(qd=qd).test_client()
+
+    push = api(client, token, "/api/v1/services/push")
+    by_id = {i["id"]: i for i in push["instances"]}
+    assert set(by_id) == {servers[0].address, servers[1].address}
+    assert [(r["balancer"], r["server"], r["weight"]) for r in by_id[servers[0].address]["lb"]] == [
+        ("edge-nginx", servers[0].address, 3)
+    ]
+    # The unmatched members (down and backup) are the upstream's own service, and only they.
+    backend = api(client, token, "/api/v1/services/push_backend")
+    assert {i["id"] for i in backend["instances"]} == {servers[2].address, servers[3].address}
