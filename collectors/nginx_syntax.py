@@ -8,6 +8,7 @@ ngx_parse_size.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 MAX_INT = 2**63 - 1  # NGX_MAX_INT_T_VALUE on a 64-bit build
@@ -45,10 +46,15 @@ class Statement:
 
 
 _SPACE = " \t\r\n"
+_SPACE_RUN = re.compile(r"[ \t\r\n]+")
+_WORD_RUN = re.compile(r"[^ \t\r\n;{\\$]+")  # characters that need no decision inside a word
+_QUOTED_RUN = {'"': re.compile(r'[^"\\\n]+'), "'": re.compile(r"[^'\\\n]+")}
 _ESCAPES = {"t": "\t", "r": "\r", "n": "\n"}
 
 
 def _unescape(raw: str) -> str:
+    if "\\" not in raw:
+        return raw
     out: list[str] = []
     i = 0
     while i < len(raw):
@@ -77,8 +83,9 @@ def tokenize(text: str, path: str = "(text)") -> list[Token]:
     while i < n:
         ch = text[i]
         if ch in _SPACE:
-            line += ch == "\n"
-            i += 1
+            end = _SPACE_RUN.match(text, i).end()
+            line += text.count("\n", i, end)
+            i = end
             continue
         if ch == "#":
             end = text.find("\n", i)
@@ -90,25 +97,9 @@ def tokenize(text: str, path: str = "(text)") -> list[Token]:
             continue
         start_line = line
         if ch in "\"'":
-            quote = ch
-            i += 1
-            start = i
-            while True:
-                if i >= n:
-                    raise UpstreamConfError(
-                        path, start_line, f"unterminated {quote} quote: the file ends inside it"
-                    )
-                c = text[i]
-                if c == "\\":
-                    line += text[i + 1 : i + 2] == "\n"
-                    i += 2
-                    continue
-                line += c == "\n"
-                if c == quote:
-                    break
-                i += 1
-            tokens.append(Token("word", _unescape(text[start:i]), start_line))
-            i += 1
+            end, line = _skip_quoted(text, i + 1, ch, line, path)
+            tokens.append(Token("word", _unescape(text[i + 1 : end]), start_line))
+            i = end + 1
             # nginx: after a closing quote comes a space, ";" or "{" (or ")")
             if i < n and text[i] not in _SPACE + ";{)":
                 raise UpstreamConfError(
@@ -116,26 +107,51 @@ def tokenize(text: str, path: str = "(text)") -> list[Token]:
                 )
             continue
         start = i
-        variable = False
+        variable = False  # just after "$": a "{" belongs to the word ("${name}")
         while i < n:
+            plain = _WORD_RUN.match(text, i)
+            if plain is not None:
+                i = plain.end()
+                variable = False
+                if i >= n:
+                    break
             c = text[i]
-            if c == "{" and variable:
-                i += 1
-                continue
-            variable = False
-            if c == "\\":
-                line += text[i + 1 : i + 2] == "\n"
-                i += 2
-                continue
             if c == "$":
                 variable = True
                 i += 1
-                continue
-            if c in _SPACE or c in ";{":
-                break
-            i += 1
+            elif c == "{" and variable:
+                i += 1
+            elif c == "\\":
+                line += text[i + 1 : i + 2] == "\n"
+                variable = False
+                i += 2
+            else:
+                break  # whitespace, ";" or "{"
         tokens.append(Token("word", _unescape(text[start:i]), start_line))
     return tokens
+
+
+def _skip_quoted(text: str, i: int, quote: str, line: int, path: str) -> tuple[int, int]:
+    """Return where a quoted word that starts at `i` ends (its closing quote) and the line."""
+    start_line = line
+    run = _QUOTED_RUN[quote]
+    while True:
+        plain = run.match(text, i)
+        if plain is not None:
+            i = plain.end()
+        if i >= len(text):
+            raise UpstreamConfError(
+                path, start_line, f"unterminated {quote} quote: the file ends inside it"
+            )
+        c = text[i]
+        if c == "\\":
+            line += text[i + 1 : i + 2] == "\n"
+            i += 2
+        elif c == "\n":
+            line += 1
+            i += 1
+        else:
+            return i, line
 
 
 def read_statements(tokens: list[Token], path: str) -> list[Statement]:
