@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 import requests
 
 from collectors.balancers import BalancerConnections, BalancerServer, BalancerUpdate
 from collectors.base import SourceUnavailable, SourceWarning
-from collectors.nginx_conf import UpstreamConfError, UpstreamFile, parse_upstream_file
+from collectors.nginx_conf import UpstreamConfError, UpstreamFile, parse_upstream_text
 
 TIMEOUT_S = 5.0
 MAX_STATUS_BYTES = 4096  # stub_status is four short lines
@@ -117,6 +118,8 @@ class NginxCollector:
         self.timeout_s = timeout_s
         self._http = requests.Session()
         self._warnings: list[SourceWarning] = []
+        # The last upstream file's text, parsed, and its servers as records.
+        self._last_file: tuple[str, UpstreamFile, tuple[BalancerServer, ...]] | None = None
 
     @classmethod
     def from_config(cls, config, *, clock: Callable[[], datetime]) -> NginxCollector:
@@ -126,9 +129,9 @@ class NginxCollector:
     def collect(self) -> list[BalancerUpdate]:
         """Read stub_status and the upstream file into one update; raise SourceUnavailable."""
         connections = parse_stub_status(self._fetch_status())
-        upstreams = self._read_upstreams()
+        read = self._read_upstreams()
         warnings = [TOTALS_ONLY]
-        if upstreams is None:
+        if read is None:
             warnings.append(
                 SourceWarning(
                     kind="no_upstream_conf",
@@ -137,13 +140,13 @@ class NginxCollector:
             )
             servers: tuple[BalancerServer, ...] = ()
         else:
+            upstreams, servers = read
             warnings.append(CONFIGURED_STATE)
             notes = [*upstreams.notes, *(n for u in upstreams.upstreams for n in u.notes)]
             warnings.extend(
                 SourceWarning(kind="upstream_conf", message=f"{upstreams.path}: {note}")
                 for note in notes
             )
-            servers = balancer_servers(upstreams)
         self._warnings = warnings
         return [
             BalancerUpdate(
@@ -183,17 +186,24 @@ class NginxCollector:
             )
         return body.decode("ascii", errors="replace")
 
-    def _read_upstreams(self) -> UpstreamFile | None:
+    def _read_upstreams(self) -> tuple[UpstreamFile, tuple[BalancerServer, ...]] | None:
         if not self.upstream_conf:
             return None
         try:
-            return parse_upstream_file(self.upstream_conf)
-        except UpstreamConfError as exc:
-            raise SourceUnavailable(
-                f"upstream file refused (nginx would refuse it too): {exc}", config_error=True
-            ) from exc
+            text = Path(self.upstream_conf).read_text(encoding="utf-8", errors="replace")
         except OSError as exc:
             raise SourceUnavailable(
                 f"cannot read upstream file {self.upstream_conf}: {exc.strerror or exc}",
                 config_error=True,
             ) from exc
+        # The file rarely changes between passes: the same text parses to the same result.
+        if self._last_file is not None and self._last_file[0] == text:
+            return self._last_file[1:]
+        try:
+            parsed = parse_upstream_text(text, self.upstream_conf)
+        except UpstreamConfError as exc:
+            raise SourceUnavailable(
+                f"upstream file refused (nginx would refuse it too): {exc}", config_error=True
+            ) from exc
+        self._last_file = (text, parsed, balancer_servers(parsed))
+        return self._last_file[1:]

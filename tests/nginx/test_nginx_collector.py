@@ -156,6 +156,7 @@ def test_an_upstream_file_nginx_would_refuse_is_a_config_error_naming_the_line(
 ):
     nginx = nginx_factory(["127.0.0.1:9"])
     collector = collector_for(nginx)
+    assert collector.collect()[0].servers[0].weight == 1  # the good file, parsed and kept
     nginx.upstream_conf.write_text("upstream app {\n    server 127.0.0.1:9 weight=0;\n}\n")
 
     with pytest.raises(SourceUnavailable) as refused:
@@ -163,6 +164,10 @@ def test_an_upstream_file_nginx_would_refuse_is_a_config_error_naming_the_line(
 
     assert refused.value.config_error
     assert f'{nginx.upstream_conf}:2: invalid parameter "weight=0"' in refused.value.reason
+
+    nginx.upstream_conf.write_text("upstream app {\n    server 127.0.0.1:9 weight=2;\n}\n")
+    [update] = collector.collect()  # mended: read again
+    assert [(s.server, s.weight) for s in update.servers] == [("127.0.0.1:9", 2)]
 
 
 def test_a_missing_upstream_file_is_a_config_error(nginx_factory, tmp_path):
