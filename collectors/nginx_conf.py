@@ -327,7 +327,7 @@ def _parse_upstream(statement: Statement, path: str) -> Upstream:
         if inner.name in ("least_conn", "ip_hash", "hash", "random"):
             if method != ROUND_ROBIN:
                 notes.append(
-                    f"line {inner.line}: {inner.name} replaces {method} "
+                    f'line {inner.line}: in upstream "{name}", {inner.name} replaces {method} '
                     "(nginx warns: load balancing method redefined)"
                 )
             method = inner.name
@@ -347,8 +347,9 @@ def _parse_upstream(statement: Statement, path: str) -> Upstream:
         for server in servers:
             if server.backup:
                 notes.append(
-                    f"line {server.line}: {method} never uses the backup server "
-                    f"{server.address} (nginx accepts it only because {method} comes after it)"
+                    f'line {server.line}: in upstream "{name}", {method} never uses the backup '
+                    f"server {server.address} (nginx accepts it only because {method} comes "
+                    "after it)"
                 )
     return Upstream(name, statement.line, tuple(servers), method, tuple(directives), tuple(notes))
 

@@ -117,7 +117,7 @@ upstream b { server 127.0.0.1:9002 backup; server 127.0.0.1:9003; ip_hash; }
     )
     # nginx accepts a backup placed before ip_hash, and then never uses it: say so.
     [note] = parsed.upstreams[1].notes
-    assert "ip_hash never uses the backup server 127.0.0.1:9002" in note
+    assert 'in upstream "b", ip_hash never uses the backup server 127.0.0.1:9002' in note
 
 
 @pytest.mark.parametrize(
@@ -285,7 +285,8 @@ def test_a_file_nginx_accepts_with_a_warning_parses_with_a_note(nginx_config_tes
     assert verdict.ok and "load balancing method redefined" in verdict.output
     assert upstream.method == "least_conn"
     assert upstream.notes == (
-        "line 3: least_conn replaces ip_hash (nginx warns: load balancing method redefined)",
+        'line 3: in upstream "a", least_conn replaces ip_hash '
+        "(nginx warns: load balancing method redefined)",
     )
 
 
