@@ -29,6 +29,8 @@ class UpstreamConfError(ValueError):
 
 @dataclass(frozen=True)
 class Token:
+    """A word (quotes removed, escapes applied) or one of `;` `{` `}`, with its line."""
+
     kind: str  # "word", ";", "{", "}"
     text: str
     line: int
@@ -36,10 +38,11 @@ class Token:
 
 @dataclass
 class Statement:
+    """A directive: its name, arguments (with their lines) and, for a block, what it holds."""
+
     name: str
     args: list[str]
     line: int  # where the directive starts
-    end_line: int  # where its `;` or `{` is (the line nginx names)
     arg_lines: list[int]
     block: list[Statement] | None = None
     close_line: int = 0
@@ -183,7 +186,6 @@ def read_statements(tokens: list[Token], path: str) -> list[Statement]:
             name=words[0].text,
             args=[w.text for w in words[1:]],
             line=words[0].line,
-            end_line=token.line,
             arg_lines=[w.line for w in words[1:]],
         )
         words = []
