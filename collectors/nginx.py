@@ -17,7 +17,13 @@ import requests
 
 from collectors.balancers import BalancerConnections, BalancerServer, BalancerUpdate
 from collectors.base import SourceUnavailable, SourceWarning
-from collectors.nginx_conf import UpstreamConfError, UpstreamFile, parse_upstream_text
+from collectors.nginx_conf import (
+    Upstream,
+    UpstreamConfError,
+    UpstreamFile,
+    UpstreamServer,
+    parse_upstream_text,
+)
 
 TIMEOUT_S = 5.0
 MAX_STATUS_BYTES = 4096  # stub_status is four short lines
@@ -76,24 +82,32 @@ def _preview(text: str, limit: int = 80) -> str:
 
 
 def balancer_servers(upstreams: UpstreamFile) -> tuple[BalancerServer, ...]:
-    """Turn the parsed upstream file into balancer servers (sessions unknown)."""
-    return tuple(
-        BalancerServer(
-            backend=upstream.name,
-            server=server.address,
-            address=server.host,
-            port=server.port,
-            state="down" if server.down else "up",
-            status=server.status,
-            weight=server.weight,
-            backup=server.backup,
-            sessions=None,  # nginx OSS has no per-server count
-            session_limit=server.max_conns or None,  # 0: no limit
-            max_fails=server.max_fails,
-            fail_timeout_s=float(server.fail_timeout_s),
-        )
-        for upstream in upstreams.upstreams
-        for server in upstream.servers
+    """Turn the parsed upstream file into balancer servers (sessions unknown).
+
+    A server is named by its address, so one listed twice in an upstream is kept once (the
+    first entry; the parser notes the repeat).
+    """
+    servers: dict[tuple[str, str], BalancerServer] = {}
+    for upstream in upstreams.upstreams:
+        for server in upstream.servers:
+            servers.setdefault((upstream.name, server.address), _balancer_server(upstream, server))
+    return tuple(servers.values())
+
+
+def _balancer_server(upstream: Upstream, server: UpstreamServer) -> BalancerServer:
+    return BalancerServer(
+        backend=upstream.name,
+        server=server.address,
+        address=server.host,
+        port=server.port,
+        state="down" if server.down else "up",
+        status=server.status,
+        weight=server.weight,
+        backup=server.backup,
+        sessions=None,  # nginx OSS has no per-server count
+        session_limit=server.max_conns or None,  # 0: no limit
+        max_fails=server.max_fails,
+        fail_timeout_s=float(server.fail_timeout_s),
     )
 
 

@@ -343,6 +343,15 @@ def _parse_upstream(statement: Statement, path: str) -> Upstream:
             f'upstream "{name}" has only backup servers: nginx needs at '
             "least one server without backup",
         )
+    first_line: dict[str, int] = {}
+    for server in servers:
+        if server.address in first_line:
+            notes.append(
+                f'line {server.line}: in upstream "{name}", server {server.address} is listed '
+                f"again (first on line {first_line[server.address]}); nginx balances to both "
+                "entries, Quarterdeck shows the first"
+            )
+        first_line.setdefault(server.address, server.line)
     if method in METHODS_WITHOUT_BACKUP:
         for server in servers:
             if server.backup:

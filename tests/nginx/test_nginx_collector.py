@@ -228,3 +228,20 @@ def test_status_text_reads_every_figure():
         active=291, accepts=16630948, handled=16630947, requests=31070465,
         reading=6, writing=179, waiting=106,
     )  # fmt: skip
+
+
+def test_a_server_listed_twice_is_kept_once_with_a_warning(nginx_factory):
+    nginx = nginx_factory(["127.0.0.1:9 weight=3", "127.0.0.1:10", "127.0.0.1:9 weight=2"])
+    collector = collector_for(nginx)
+
+    [update] = collector.collect()
+
+    assert [(s.server, s.weight) for s in update.servers] == [
+        ("127.0.0.1:9", 3),
+        ("127.0.0.1:10", 1),
+    ]
+    [note] = [w.message for w in collector.warnings() if w.kind == "upstream_conf"]
+    assert note == (
+        f'{nginx.upstream_conf}: line 4: in upstream "app", server 127.0.0.1:9 is listed again '
+        "(first on line 2); nginx balances to both entries, Quarterdeck shows the first"
+    )
