@@ -21,12 +21,16 @@ CONNECTIONS = 6
 @pytest.fixture
 def edge(make_qd, make_token, make_user, haproxy_factory, websocket_server_factory):
     """HAProxy `edge` over three push servers (two in the catalog), plus a balancer-only backend."""
-    one, two, three, old = (websocket_server_factory() for _ in range(4))
+    one, two, three, old, stray = (websocket_server_factory() for _ in range(5))
     haproxy = haproxy_factory(
         [one.address, two.address, Member(three.address, name="push-3")],
         backend="push-be",
         http_check="/health",
-        more_backends={"legacy": [Member(old.address, name="old1", weight=5)]},
+        more_backends={
+            "legacy": [Member(old.address, name="old1", weight=5)],
+            # Named like the catalog's service: its unmatched member cannot be counted in it.
+            "push": [Member(stray.address, name="stray")],
+        },
     )
     qd = make_qd(
         static_services=(StaticServiceConfig(name="push", instances=(one.address, two.address)),),
@@ -69,7 +73,7 @@ def edge(make_qd, make_token, make_user, haproxy_factory, websocket_server_facto
             for rows in edge.lb(name).values()
             for row in rows
         ]
-        return len(rows) == 4 and all(row["status"] == "UP" for row in rows)
+        return len(rows) == 5 and all(row["status"] == "UP" for row in rows)
 
     wait_for(all_up, "every push server up")
     return edge
@@ -81,7 +85,7 @@ def test_websocket_connections_through_haproxy_show_per_server_and_in_total(edge
         assert edge.collect().ok
         lb, lb_be = edge.lb(), edge.lb("push-be")
         held = {one.address: one.open_connections, two.address: two.open_connections,
-                "push-3": three.open_connections}  # fmt: skip
+                "push-3": three.open_connections, "stray": 0}  # fmt: skip
         with edge.qd.store.session() as db:
             active = db.scalar(select(Balancer.active).where(Balancer.name == "edge"))
 
@@ -142,7 +146,13 @@ def test_unmatched_members_are_services_named_like_their_backend_and_matched_one
     legacy = edge.get("/api/v1/services/legacy")
     [old1] = legacy["instances"]
     assert (old1["id"], old1["lb"][0]["weight"], old1["health"]) == ("old1", 5, "passing")
-    assert set(edge.lb()) == {edge.servers[0].address, edge.servers[1].address}
+    push = edge.get("/api/v1/services/push")
+    assert sorted((i.get("source") or "", i["id"]) for i in push["instances"]) == sorted(
+        [("", edge.servers[0].address), ("", edge.servers[1].address), ("edge", "stray")]
+    )
+    assert push["instances"][-1]["id"] == "stray"  # after the catalog's own instances
+    assert push["instances"][2]["lb"][0]["backend"] == "push"
+    assert services["push"]["source"] == "static" and services["push"]["instances"]["total"] == 2
 
     sign_in(edge.client, edge.make_user("vera"))
     page = edge.client.get("/services").get_data(as_text=True)
