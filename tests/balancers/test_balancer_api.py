@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from sqlalchemy import select
 
@@ -14,6 +17,7 @@ from tests.conftest import sign_in
 from tests.fixtures.haproxy import Member
 from tests.fixtures.processes import wait_for
 from tests.fixtures.websocket import open_websockets
+from tests.web.test_openapi import assert_matches
 
 CONNECTIONS = 6
 
@@ -64,6 +68,7 @@ def edge(make_qd, make_token, make_user, haproxy_factory, websocket_server_facto
 
     edge = Edge()
     edge.haproxy, edge.qd, edge.client, edge.make_user = haproxy, qd, client, make_user
+    edge.token = token
 
     def all_up():
         assert edge.collect().ok
@@ -168,3 +173,15 @@ def test_a_balancer_only_member_put_in_maintenance_shows_as_maintenance(edge):
 
     assert legacy["instances"][0]["health"] == "maintenance"
     assert legacy["instances"][0]["lb"][0]["status"] == "MAINT"
+
+
+def test_the_answers_with_balancer_rows_match_the_openapi_document(edge):
+    document = json.loads((Path(__file__).parents[2] / "static" / "openapi.json").read_text())
+    client, headers = edge.client, {"Authorization": f"Bearer {edge.token}"}
+    for name in ("push", "push-be", "legacy"):
+        assert_matches(
+            document,
+            "/api/v1/services/{name}",
+            client.get(f"/api/v1/services/{name}", headers=headers),
+        )
+    assert_matches(document, "/api/v1/services", client.get("/api/v1/services", headers=headers))
