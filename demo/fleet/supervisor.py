@@ -384,7 +384,8 @@ class DemoFleet:
             self._spawn(child)
         if not self._wait_answering(READY_TIMEOUT_S):
             return
-        self._spawn(self._traffic_child())
+        if self.clients or self.rps:
+            self._spawn(self._traffic_child())
         self._ready.set()
         log.info("demo fleet up: %d instances, %s", len(self.instances), ", ".join(self.binaries))
 

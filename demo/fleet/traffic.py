@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    if args.http:
+    if args.http and args.rps > 0:
         threading.Thread(
             target=send_requests, args=(args.http, args.rps, stop), name="http", daemon=True
         ).start()
