@@ -3,7 +3,8 @@
 Every little while one instance is hurt: its /health starts answering 503 (its Consul check,
 HAProxy's check and the balancers all see it), it answers half its requests with 503 while its
 checks pass (Prometheus sees the error ratio), it slows down, it is killed outright (connection
-refused; the fleet restarts it a little later), push drops all its WebSocket connections, or it
+refused; the fleet restarts it a little later), push drops all its WebSocket connections, a push
+server is marked `down` in nginx's upstream file (a drain: Consul still says passing), or it
 gets a maintenance window in Consul. A minute or two later it heals.
 """
 
@@ -16,11 +17,11 @@ from collections.abc import Sequence
 
 from demo.consul import ConsulDouble
 from demo.fleet.supervisor import DemoFleet
-from demo.fleet.topology import PlannedInstance
+from demo.fleet.topology import SERVICES, PlannedInstance
 
 log = logging.getLogger(__name__)
 
-INCIDENTS = ("unhealthy", "errors", "slow", "crash", "drop", "maintenance")
+INCIDENTS = ("unhealthy", "errors", "slow", "crash", "drop", "maintenance", "nginx-down")
 FAULT_FILE_INCIDENTS = {"unhealthy", "errors", "slow", "drop"}
 
 
@@ -73,13 +74,13 @@ class DemoWeather:
             if not candidates:
                 continue
             victim = self.random.choice(candidates)
-            kinds = [k for k in self.incidents if _applies(k, victim)]
+            kinds = [k for k in self.incidents if _applies(k, victim, self.fleet)]
             if not kinds:
                 continue
             kind = self.random.choice(kinds)
             try:
                 self._break(victim, kind)
-            except (KeyError, ValueError, OSError) as error:  # e.g. not registered right now
+            except (KeyError, ValueError, OSError, RuntimeError) as error:  # e.g. not registered
                 log.info("demo weather: could not %s %s: %s", kind, victim.instance_id, error)
                 continue
             self._broken[victim.instance_id] = (kind, tick + self.random.randint(2, 5))
@@ -90,6 +91,8 @@ class DemoWeather:
             self.fleet.fault(victim.instance_id, kind)
         elif kind == "crash":
             self.fleet.crash(victim.instance_id)
+        elif kind == "nginx-down":
+            self.fleet.set_nginx_down(victim.instance_id, True)
         elif kind == "maintenance":
             self.double.enable_service_maintenance(
                 victim.instance_id, reason=f"demo: rolling restart of {victim.service}"
@@ -98,6 +101,11 @@ class DemoWeather:
     def _heal(self, instance_id: str, kind: str) -> None:
         if kind in FAULT_FILE_INCIDENTS:
             self.fleet.heal(instance_id)
+        elif kind == "nginx-down":
+            try:
+                self.fleet.set_nginx_down(instance_id, False)
+            except (OSError, RuntimeError) as error:
+                log.info("demo weather: could not undo nginx down of %s: %s", instance_id, error)
         elif kind == "maintenance":
             try:
                 self.double.disable_service_maintenance(instance_id)
@@ -105,9 +113,13 @@ class DemoWeather:
                 log.info("demo weather: could not end maintenance of %s: %s", instance_id, error)
 
 
-def _applies(kind: str, instance: PlannedInstance) -> bool:
+def _applies(kind: str, instance: PlannedInstance, fleet: DemoFleet) -> bool:
     if kind == "drop":
         return instance.service == "push"
+    if kind == "nginx-down":
+        # Only a server that takes traffic (not the backup) is worth draining.
+        last = SERVICES["push"].instances  # configs.nginx_upstreams makes the last one a backup
+        return instance.service == "push" and "nginx" in fleet.binaries and instance.number < last
     if kind in ("errors", "slow"):
         return instance.service != "push"
     return True

@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Sequence
@@ -146,6 +147,7 @@ class DemoFleet:
         self._stopping = threading.Event()
         self._ready = threading.Event()
         self._lock = threading.Lock()
+        self._nginx_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._write_configs()
 
@@ -269,6 +271,40 @@ class DemoFleet:
     def heal(self, instance_id: str) -> None:
         """End an instance's fault."""
         clear_fault(self.faults_dir, instance_id)
+
+    def set_nginx_down(self, instance_id: str, down: bool) -> bool:
+        """Mark a push server `down` in nginx's upstream file (or not), test it and reload nginx.
+
+        What an operator does to drain a server from nginx OSS: open connections stay on the old
+        workers until they close. Returns whether the file changed; the file is put back if
+        nginx refuses it.
+        """
+        address = self.instance(instance_id).address
+        if "nginx" not in self.binaries:
+            return False
+        with self._nginx_lock:
+            original = self.nginx_upstream_conf.read_text(encoding="utf-8")
+            changed = _with_down(original, address, down)
+            if changed == original:
+                return False
+            self.nginx_upstream_conf.write_text(changed, encoding="utf-8")
+            master = self.child("nginx")
+            old_workers = _accepting_workers(master.pid) if master and master.pid else set()
+            for step in ("-t", "-s reload"):
+                result = subprocess.run(
+                    [*self.nginx_command(), *step.split()], capture_output=True, text=True
+                )
+                if result.returncode != 0:
+                    self.nginx_upstream_conf.write_text(original, encoding="utf-8")
+                    raise RuntimeError(f"nginx {step} failed: {result.stderr.strip()}")
+            # `-s reload` only signals the master: it starts new workers, then tells the old
+            # ones to stop accepting. Done once none of the old ones accepts any more.
+            deadline = time.monotonic() + 10
+            while master and master.pid and time.monotonic() < deadline:
+                if not old_workers & _accepting_workers(master.pid):
+                    break
+                time.sleep(0.05)
+        return True
 
     def crash(self, instance_id: str) -> None:
         """Kill an instance outright (SIGKILL: no deregistration); it restarts after a while."""
@@ -453,6 +489,34 @@ class DemoFleet:
         order.append(["prometheus"])
         for names in order:
             stop_all([children[n] for n in names if n in children])
+
+
+def _accepting_workers(master_pid: int) -> set[int]:
+    """Return the pids of an nginx master's workers that still accept connections."""
+    workers = set()
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent_pid = int(stat_path.read_text().rsplit(")", 1)[1].split()[1])
+            title = (stat_path.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # the process just exited
+        # nginx retitles a worker as it closes its listening sockets on a graceful stop.
+        if parent_pid == master_pid and b"shutting down" not in title:
+            workers.add(int(stat_path.parent.name))
+    return workers
+
+
+def _with_down(upstreams: str, address: str, down: bool) -> str:
+    """Return the upstream file with `down` added to (or removed from) the server at address."""
+    lines = []
+    for line in upstreams.splitlines(keepends=True):
+        words = line.strip().rstrip(";").split()
+        if len(words) >= 2 and words[0] == "server" and words[1] == address:
+            params = [w for w in words[2:] if w != "down"] + (["down"] if down else [])
+            indent = line[: len(line) - len(line.lstrip())]
+            line = f"{indent}server {address}{''.join(' ' + p for p in params)};\n"
+        lines.append(line)
+    return "".join(lines)
 
 
 def _toml(value: str) -> str:

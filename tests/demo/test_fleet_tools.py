@@ -122,3 +122,30 @@ def test_the_instance_down_rule_fires_for_a_killed_instance(healthy_fleet, fleet
         "payments-1 back",
         40,
     )
+
+
+def test_a_push_server_marked_down_in_nginx_gets_no_new_connections(healthy_fleet):
+    from tests.demo.test_fleet_push import push_gauges
+    from tests.fixtures.websocket import open_websockets
+
+    nginx_url = healthy_fleet.push_urls()[0]
+    push_1 = healthy_fleet.instance("push-1")
+    assert healthy_fleet.set_nginx_down("push-1", True)
+    try:
+        line = next(
+            line
+            for line in healthy_fleet.nginx_upstream_conf.read_text().splitlines()
+            if push_1.address in line
+        )
+        assert line.strip().endswith(" down;")
+        before = push_gauges(healthy_fleet)
+        with open_websockets(nginx_url, 6):
+            wait_for(
+                lambda: sum(push_gauges(healthy_fleet).values()) == sum(before.values()) + 6,
+                "6 more connections",
+                10,
+            )
+            assert push_gauges(healthy_fleet)["push-1"] == before["push-1"]
+    finally:
+        assert healthy_fleet.set_nginx_down("push-1", False)
+    assert " down" not in healthy_fleet.nginx_upstream_conf.read_text()
