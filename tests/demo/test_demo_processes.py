@@ -115,3 +115,34 @@ def test_the_demo_watches_the_real_fleet_and_leaves_nothing_behind_on_sigterm(tm
     assert f"demo folder removed: {config_path.parent}" in rest
     assert not config_path.parent.exists()
     assert [pid for pid in below if alive(pid)] == []
+
+
+def test_a_demo_killed_outright_still_takes_its_fleet_with_it(tmp_path):
+    with ConsulDouble() as double:
+        # The fleet's own thread is the parent the kernel watches (PR_SET_PDEATHSIG): run it
+        # in a child process and kill that with SIGKILL, which nothing can catch.
+        script = (
+            "import sys, time\n"
+            "from pathlib import Path\n"
+            "from demo.fleet.supervisor import DemoFleet\n"
+            "fleet = DemoFleet(Path(sys.argv[1]), sys.argv[2], clients=5, rps=1).start()\n"
+            "assert fleet.wait_ready(90)\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(600)\n"
+        )
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        owner = subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path), double.url],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert owner.stdout.readline().strip() == "ready"
+            wait_for(lambda: len(descendants(owner.pid)) > instance_count() + 3, "the fleet", 20)
+            below = descendants(owner.pid)
+        finally:
+            owner.kill()
+            owner.wait()
+            owner.stdout.close()
+        wait_for(lambda: not [pid for pid in below if alive(pid)], "every fleet process gone", 30)
