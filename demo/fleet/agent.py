@@ -40,8 +40,13 @@ class ConsulAgent:
         version: str,
         canary: bool,
         check_interval: str,
+        healthy: bool = True,
     ) -> None:
-        """PUT /v1/agent/service/register with an HTTP check on the instance's own /health."""
+        """PUT /v1/agent/service/register with an HTTP check on the instance's own /health.
+
+        The check starts as the instance finds itself (Consul's default is critical until the
+        first probe, a blip on every start); the agent's probes take over from there.
+        """
         tags = [*service.tags, *(["canary"] if canary else [])]
         definition = {
             "ID": instance_id,
@@ -56,6 +61,7 @@ class ConsulAgent:
                 "HTTP": f"http://{LOOPBACK}:{port}/health",
                 "Interval": check_interval,
                 "Timeout": "2s",
+                "Status": "passing" if healthy else "critical",
             },
         }
         self._call("PUT", "/v1/agent/service/register", definition)

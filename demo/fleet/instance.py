@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     registered = False
     try:
         if ready.wait(30):
-            registered = _register(agent, service, instance_id, args, stop)
+            registered = _register(agent, service, instance_id, args, stop, faults)
         while not stop.wait(1.0):
             if not serving.is_alive():
                 log.error("%s stopped serving", instance_id)
@@ -98,11 +98,19 @@ def _serve(service, instance_id, args, agent, faults, metrics, stop, ready) -> N
     server.server_close()
 
 
-def _register(agent: ConsulAgent, service, instance_id: str, args, stop: threading.Event) -> bool:
+def _register(
+    agent: ConsulAgent, service, instance_id: str, args, stop: threading.Event, faults: FaultSwitch
+) -> bool:
     while not stop.is_set():
         try:
             agent.register(
-                service, instance_id, args.port, args.version, args.canary, args.check_interval
+                service,
+                instance_id,
+                args.port,
+                args.version,
+                args.canary,
+                args.check_interval,
+                healthy=not faults.has("unhealthy"),
             )
         except OSError as error:
             log.info("registering %s at %s:%s: %s", instance_id, LOOPBACK, args.port, error)

@@ -15,6 +15,15 @@ from tests.fixtures.processes import wait_for
 def test_every_instance_registers_with_its_real_port_and_a_passing_http_check(
     healthy_fleet, fleet_consul
 ):
+    # An instance registers its check as it finds itself; then the agent's probes report.
+    wait_for(
+        lambda: all(
+            check_statuses(fleet_consul)[i.instance_id]["Output"].startswith("HTTP GET")
+            for i in healthy_fleet.instances
+        ),
+        "every check probed",
+        20,
+    )
     client = consul.Consul(host=fleet_consul.host, port=fleet_consul.port)
     try:
         for service in FLEET:
