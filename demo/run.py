@@ -156,7 +156,7 @@ def _serve_demo(workdir: Path, bind: str, keep: bool) -> int:
 
 def _fleet_lines(fleet) -> str:
     """The banner lines that say where the fleet and its tools are."""
-    from demo.fleet.supervisor import TOOL_SPECS
+    from demo.fleet.tools import TOOL_SPECS
 
     lines = [
         f"  the fleet ({FLEET_SERVICES}): gateway at {', '.join(fleet.gateway_urls())}, "

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import grp
-import http.client
 import json
 import logging
-import os
-import shutil
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from demo.fleet.children import Child, python_argv, stop_all
@@ -28,77 +22,14 @@ from demo.fleet.configs import (
     prometheus_targets,
 )
 from demo.fleet.faults import clear_fault, write_fault
+from demo.fleet.nginx_drain import mark_down
+from demo.fleet.tools import TOOLS, answers, find_tool, free_ports, nginx_worker_user
 from demo.fleet.topology import LOOPBACK, PlannedInstance, instance_count, plan_instances
 
 log = logging.getLogger(__name__)
 
-TOOLS = ("haproxy", "nginx", "prometheus")
-# Debian installs haproxy and nginx in /usr/sbin, which is not on a normal user's PATH.
-EXTRA_BIN_DIRS = ("/usr/sbin", "/sbin")
 READY_TIMEOUT_S = 60.0
 TEND_INTERVAL_S = 0.5
-
-
-@dataclass(frozen=True)
-class ToolSpec:
-    """A third-party server the demo can run, and how to get it."""
-
-    name: str
-    package: str
-    gives: str
-
-
-TOOL_SPECS = {
-    "haproxy": ToolSpec("haproxy", "haproxy", "HAProxy in front of gateway and push"),
-    "nginx": ToolSpec("nginx", "nginx-light", "nginx in front of push (WebSocket)"),
-    "prometheus": ToolSpec("prometheus", "prometheus", "Prometheus scraping the fleet"),
-}
-
-
-def find_tool(name: str) -> str | None:
-    """Return the path of an installed binary (PATH, then /usr/sbin and /sbin), or None."""
-    search = os.pathsep.join([os.environ.get("PATH", os.defpath), *EXTRA_BIN_DIRS])
-    return shutil.which(name, path=search)
-
-
-def free_ports(count: int) -> list[int]:
-    """Return `count` distinct loopback ports the kernel just handed out as free."""
-    import socket
-
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.bind((LOOPBACK, 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def _answers(url: str, expect: int = 200) -> bool:
-    host_port = url.split("://", 1)[1].split("/", 1)
-    host, _, port = host_port[0].rpartition(":")
-    path = "/" + (host_port[1] if len(host_port) > 1 else "")
-    connection = http.client.HTTPConnection(host, int(port), timeout=2)
-    try:
-        connection.request("GET", path)
-        return connection.getresponse().status == expect
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        connection.close()
-
-
-def _worker_user() -> str | None:
-    """nginx workers run as nobody when we are root (nginx ignores `user` otherwise)."""
-    if os.geteuid() != 0:
-        return None
-    import pwd
-
-    account = pwd.getpwnam("nobody")
-    return f"{account.pw_name} {grp.getgrgid(account.pw_gid).gr_name}"
 
 
 class DemoFleet:
@@ -273,38 +204,22 @@ class DemoFleet:
         clear_fault(self.faults_dir, instance_id)
 
     def set_nginx_down(self, instance_id: str, down: bool) -> bool:
-        """Mark a push server `down` in nginx's upstream file (or not), test it and reload nginx.
+        """Mark a push server `down` in nginx's upstream file (or not), test and reload nginx.
 
-        What an operator does to drain a server from nginx OSS: open connections stay on the old
-        workers until they close. Returns whether the file changed; the file is put back if
-        nginx refuses it.
+        Returns whether the file changed (see nginx_drain.mark_down).
         """
         address = self.instance(instance_id).address
         if "nginx" not in self.binaries:
             return False
+        master = self.child("nginx")
         with self._nginx_lock:
-            original = self.nginx_upstream_conf.read_text(encoding="utf-8")
-            changed = _with_down(original, address, down)
-            if changed == original:
-                return False
-            self.nginx_upstream_conf.write_text(changed, encoding="utf-8")
-            master = self.child("nginx")
-            old_workers = _accepting_workers(master.pid) if master and master.pid else set()
-            for step in ("-t", "-s reload"):
-                result = subprocess.run(
-                    [*self.nginx_command(), *step.split()], capture_output=True, text=True
-                )
-                if result.returncode != 0:
-                    self.nginx_upstream_conf.write_text(original, encoding="utf-8")
-                    raise RuntimeError(f"nginx {step} failed: {result.stderr.strip()}")
-            # `-s reload` only signals the master: it starts new workers, then tells the old
-            # ones to stop accepting. Done once none of the old ones accepts any more.
-            deadline = time.monotonic() + 10
-            while master and master.pid and time.monotonic() < deadline:
-                if not old_workers & _accepting_workers(master.pid):
-                    break
-                time.sleep(0.05)
-        return True
+            return mark_down(
+                self.nginx_upstream_conf,
+                self.nginx_command(),
+                master.pid if master else None,
+                address,
+                down,
+            )
 
     def crash(self, instance_id: str) -> None:
         """Kill an instance outright (SIGKILL: no deregistration); it restarts after a while."""
@@ -327,7 +242,10 @@ class DemoFleet:
             self.nginx_upstream_conf.write_text(nginx_upstreams(self.instances), encoding="utf-8")
             (self.nginx_prefix / "conf" / "nginx.conf").write_text(
                 nginx_config(
-                    self.nginx_prefix, self.nginx_ports, self.nginx_upstream_conf, _worker_user()
+                    self.nginx_prefix,
+                    self.nginx_ports,
+                    self.nginx_upstream_conf,
+                    nginx_worker_user(),
                 ),
                 encoding="utf-8",
             )
@@ -439,7 +357,7 @@ class DemoFleet:
         waiting = self._readiness_urls()
         deadline = time.monotonic() + timeout
         while waiting:
-            waiting = [url for url in waiting if not _answers(url)]
+            waiting = [url for url in waiting if not answers(url)]
             if not waiting:
                 return True
             if time.monotonic() > deadline:
@@ -489,34 +407,6 @@ class DemoFleet:
         order.append(["prometheus"])
         for names in order:
             stop_all([children[n] for n in names if n in children])
-
-
-def _accepting_workers(master_pid: int) -> set[int]:
-    """Return the pids of an nginx master's workers that still accept connections."""
-    workers = set()
-    for stat_path in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent_pid = int(stat_path.read_text().rsplit(")", 1)[1].split()[1])
-            title = (stat_path.parent / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
-            continue  # the process just exited
-        # nginx retitles a worker as it closes its listening sockets on a graceful stop.
-        if parent_pid == master_pid and b"shutting down" not in title:
-            workers.add(int(stat_path.parent.name))
-    return workers
-
-
-def _with_down(upstreams: str, address: str, down: bool) -> str:
-    """Return the upstream file with `down` added to (or removed from) the server at address."""
-    lines = []
-    for line in upstreams.splitlines(keepends=True):
-        words = line.strip().rstrip(";").split()
-        if len(words) >= 2 and words[0] == "server" and words[1] == address:
-            params = [w for w in words[2:] if w != "down"] + (["down"] if down else [])
-            indent = line[: len(line) - len(line.lstrip())]
-            line = f"{indent}server {address}{''.join(' ' + p for p in params)};\n"
-        lines.append(line)
-    return "".join(lines)
 
 
 def _toml(value: str) -> str:

@@ -15,7 +15,7 @@ from http.cookiejar import CookieJar
 
 import pytest
 
-from demo.fleet.supervisor import find_tool
+from demo.fleet.tools import find_tool
 
 
 def free_port() -> int:
