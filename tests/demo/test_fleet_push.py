@@ -6,6 +6,10 @@ import csv
 import io
 import signal
 
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
 from demo.fleet.children import Child, python_argv
 from tests.demo.conftest import get_text, metric_sum
 from tests.fixtures.processes import wait_for
@@ -98,3 +102,23 @@ def test_the_traffic_generator_keeps_clients_connected_and_calls_the_gateway(
         traffic.process.wait(timeout=15)
     assert traffic.returncode == 0, traffic.log_tail()
     wait_for(lambda: sum(push_gauges(healthy_fleet).values()) == before, "the clients gone", 20)
+
+
+def test_push_in_fault_drops_its_connections_and_refuses_new_ones(healthy_fleet):
+    push_2 = healthy_fleet.instance("push-2")
+    url = f"ws://{push_2.address}/ws"
+    with open_websockets(url, 3) as clients:
+        wait_for(lambda: push_gauges(healthy_fleet)["push-2"] >= 3, "push-2 holding 3", 10)
+        healthy_fleet.fault("push-2", "drop", "refuse")
+        for client in clients:
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    client.recv(timeout=10)
+            assert closed.value.rcvd.code == 1012  # "service restart": come back later
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url, open_timeout=5).close()
+        assert refused.value.response.status_code == 503
+    wait_for(lambda: push_gauges(healthy_fleet)["push-2"] == 0, "push-2 empty", 10)
+    healthy_fleet.heal("push-2")
+    with open_websockets(url, 1):
+        pass
