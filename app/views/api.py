@@ -42,7 +42,7 @@ def service(name: str):
         if found is None:
             abort(404, f"no service named {quote_input(name)} has been seen")
         sources = {s.name: s for s in current_sources(db)}
-        body = service_detail_json(found, sources.get(found.service.source))
+        body = service_detail_json(found, sources.get(found.service.source), sources)
     return jsonify(body)
 
 
