@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 
 @dataclass(frozen=True)
@@ -116,3 +117,18 @@ class AlertsUpdate:
 
     observed_at: datetime
     alerts: tuple[FiringAlert, ...] = ()
+
+
+def parse_time(text: object) -> datetime | None:
+    """Parse Prometheus's RFC 3339 times (nanoseconds allowed); the zero time means never."""
+    if not isinstance(text, str) or not text:
+        return None
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", text)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 time: {text[:40]!r}")
+    whole, fraction, zone = match.groups()
+    if whole.startswith("0001-"):
+        return None
+    fraction = (fraction or "")[:7]  # microseconds: "." and six digits
+    parsed = datetime.fromisoformat(f"{whole}{fraction}{'+00:00' if zone == 'Z' else zone}")
+    return parsed.astimezone(UTC)
