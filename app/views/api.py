@@ -13,6 +13,7 @@ from app.queries.services import (
     service_detail_json,
     service_summary_json,
 )
+from app.queries.sources import last_counts
 from app.quoting import quote_input
 from app.views.common import current_sources, qd
 from app.views.services import service_filter_from
@@ -51,7 +52,9 @@ def service(name: str):
 def sources():
     """Return each configured source's status, last success and last error."""
     with qd().store.session() as db:
-        return jsonify({"sources": [s.to_json() for s in current_sources(db)]})
+        views = current_sources(db)
+        counts = last_counts(db, [v.name for v in views])
+        return jsonify({"sources": [{**v.to_json(), "counts": counts[v.name]} for v in views]})
 
 
 @bp.get("/openapi.json")

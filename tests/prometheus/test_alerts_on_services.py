@@ -76,6 +76,8 @@ def test_a_firing_alert_shows_on_its_service_and_a_stopped_prometheus_leaves_red
     sources = {s["name"]: s for s in api(client, token, "/api/v1/sources")["sources"]}
     assert sources["prometheus"]["status"] == "ok"
     assert sources["prometheus"]["kind"] == "prometheus"
+    assert sources["prometheus"]["counts"]["alerts_firing"] == 1
+    assert sources["prometheus"]["counts"]["red_services"] == 2
 
     prometheus.stop()
     failed = run_pass(qd, collectors["prometheus"])
@@ -132,3 +134,4 @@ def test_an_alert_silenced_in_alertmanager_shows_who_silenced_it_and_until_when(
     sources = {s["name"]: s for s in api(client, token, "/api/v1/sources")["sources"]}
     assert sources["alertmanager"]["status"] == "ok"
     assert sources["alertmanager"]["kind"] == "alertmanager"
+    assert sources["alertmanager"]["counts"] == {"alerts": 1, "alerts_firing": 1}
