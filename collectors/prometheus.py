@@ -215,11 +215,13 @@ class PrometheusCollector:
         self.alert_service_label = alert_service_label
         self.clock = clock
         self._warnings: list[SourceWarning] = []
-        self._pool = ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS, thread_name_prefix=name)
+        # Made by the first pass: the registry also builds collectors just to list sources.
+        self._pool: ThreadPoolExecutor | None = None
 
     def close(self) -> None:
         """Stop the request threads and release the HTTP connections."""
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         self.reader.close()
 
     @classmethod
@@ -261,6 +263,8 @@ class PrometheusCollector:
         }
         reads["targets"] = self._targets
         reads["alerts"] = self._alerts
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(PARALLEL_REQUESTS, thread_name_prefix=self.name)
         futures = {name: self._pool.submit(read) for name, read in reads.items()}
         answers = {name: future.result() for name, future in futures.items()}
         figures: dict[str, dict[str, float | None]] = {}
