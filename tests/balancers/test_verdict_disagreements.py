@@ -94,6 +94,9 @@ def test_haproxy_marking_a_server_down_while_consul_passes_is_a_disagreement(fle
     assert sign_in(fleet.client, "vera").status_code == 302
     page = fleet.client.get("/services/push").get_data(as_text=True)
     assert 'id="disagreements"' in page and "edge" in page and "DOWN" in page
+    assert 'data-lb="edge" data-lb-state="down"' in page
+    overview = fleet.client.get("/").get_data(as_text=True)
+    assert 'data-disagreement-service="push" data-disagreement-source="edge"' in overview
 
 
 def test_critical_in_consul_while_haproxy_still_sends_traffic(fleet):
