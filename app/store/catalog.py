@@ -29,7 +29,7 @@ checks_t = Check.__table__
 transitions_t = HealthTransition.__table__
 upstreams_t = ServiceUpstream.__table__
 
-_INSTANCE_FIELDS = ("address", "port", "tags", "meta", "version")
+_INSTANCE_FIELDS = ("address", "port", "tags", "meta", "node_meta", "version")
 _CHECK_FIELDS = ("name", "kind", "status", "output", "notes")
 
 
@@ -355,6 +355,7 @@ def _diff_instance(
         "port": inst.port,
         "tags": list(inst.tags),
         "meta": dict(inst.meta),
+        "node_meta": dict(inst.node_meta),
         "version": inst.version,
     }
     maintenance = [c for c in inst.checks if c.kind == "maintenance"]
@@ -536,6 +537,7 @@ def _insert_instances(session: Session, batch: _Batch, source: str, at: datetime
             # Tuples are hashable, so a tag set many instances share is encoded once.
             "tags": [tuple(i.tags) for _, i, _ in inserts],
             "meta": [dict(i.meta) for _, i, _ in inserts],
+            "node_meta": [dict(i.node_meta) for _, i, _ in inserts],
             "version": [i.version for _, i, _ in inserts],
             "health": [state or instance_health(i.checks, i.checked)[0] for _, i, state in inserts],
             "maintenance": [m is not None for m in maintenance],

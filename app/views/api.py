@@ -14,6 +14,7 @@ from app.queries.services import (
     service_detail_json,
     service_summary_json,
 )
+from app.queries.sources import last_counts
 from app.quoting import quote_input
 from app.views.common import current_sources, qd
 from app.views.services import service_filter_from
@@ -44,7 +45,7 @@ def service(name: str):
             abort(404, f"no service named {quote_input(name)} has been seen")
         sources = {s.name: s for s in current_sources(db)}
         lb = lb_rows_by_instance(db, name, sources, ctx.clock())
-        body = service_detail_json(found, sources.get(found.service.source), lb)
+        body = service_detail_json(found, sources.get(found.service.source), lb, sources)
     known = {i.source_id for i in found.current_instances}
     body["instances"].extend(balancer_only_instances_json(lb, known))
     return jsonify(body)
@@ -55,7 +56,9 @@ def service(name: str):
 def sources():
     """Return each configured source's status, last success and last error."""
     with qd().store.session() as db:
-        return jsonify({"sources": [s.to_json() for s in current_sources(db)]})
+        views = current_sources(db)
+        counts = last_counts(db, [v.name for v in views])
+        return jsonify({"sources": [{**v.to_json(), "counts": counts[v.name]} for v in views]})
 
 
 @bp.get("/openapi.json")

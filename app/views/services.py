@@ -73,6 +73,12 @@ def breakable(value) -> Markup:
     return Markup("<wbr>").join(escape(part) for part in _BREAK_AFTER.split(str(value)))
 
 
+@bp.app_template_filter("own_node_meta")
+def own_node_meta(meta) -> list[tuple[str, str]]:
+    """The node meta an operator set, sorted: without the keys Consul adds to every node."""
+    return sorted((str(k), str(v)) for k, v in (meta or {}).items() if not k.startswith("consul-"))
+
+
 @bp.app_template_filter("http_href")
 def http_href(value) -> str | None:
     """Return the value if it is a plain http(s) URL a link may point at, else None."""
