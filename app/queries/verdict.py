@@ -36,6 +36,10 @@ def _disagreement(source: str, says: str, *, stale: bool = False, **more) -> dic
     return entry
 
 
+def _while(health: str) -> str:
+    return "while nothing checks it" if health == "unknown" else "while the checks pass"
+
+
 def _lb_words(row: Mapping) -> str:
     status = row.get("status") or row.get("state") or "?"
     check = row.get("check_status")
@@ -133,15 +137,42 @@ def service_verdict(
                 _disagreement(
                     "prometheus",
                     f"error ratio {ratio:.1%} at {rate:.1f} req/s, above the "
-                    f"{rules.error_ratio:.1%} threshold, while the checks pass",
+                    f"{rules.error_ratio:.1%} threshold, {_while(health)}",
                     stale=stale,
                 )
             )
     for alert in alerts:
         if alert.get("state") in ("firing", "active") and checks_pass:
             disagreements.append(
-                _disagreement(
-                    "prometheus", f"alert {alert.get('name')} is firing while the checks pass"
-                )
+                _disagreement("prometheus", f"alert {alert.get('name')} is firing {_while(health)}")
             )
     return {"health": _worst(opinions), "disagreements": disagreements}
+
+
+def rules_from(config) -> VerdictRules:
+    """Read the `[verdict]` section."""
+    return VerdictRules(error_ratio=config.error_ratio, min_rate_rps=config.min_rate_rps)
+
+
+def apply_verdicts(body: dict, rules: VerdictRules) -> dict:
+    """Add `verdict` to a service's JSON (DESIGN §5) and to each of its instances; return it.
+
+    Instance disagreements are also listed in the service's, each naming its instance, so a
+    page or a script sees every disagreement in one place.
+    """
+    verdicts = []
+    everything: list[dict] = []
+    for instance in body.get("instances", []):
+        if instance.get("gone_at"):
+            instance["verdict"] = {"health": instance["health"], "disagreements": []}
+            continue
+        verdict = instance_verdict(instance["health"], instance.get("lb") or [])
+        instance["verdict"] = verdict
+        verdicts.append(verdict)
+        everything += [{**d, "instance": instance["id"]} for d in verdict["disagreements"]]
+    service = service_verdict(
+        body["health"], verdicts, body.get("red"), body.get("alerts") or [], rules
+    )
+    service["disagreements"] = everything + service["disagreements"]
+    body["verdict"] = service
+    return body
