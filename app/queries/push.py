@@ -1,0 +1,595 @@
+"""Push connections: who holds how many, from which source, imbalance and drain progress.
+
+Pure functions over plain inputs (what the balancer store and the Prometheus gauge hold);
+`app.queries.push_store` reads those inputs from the store. DESIGN §5 `/api/v1/push/connections`.
+
+The count of an instance comes from a HAProxy balancer's `scur` when one fronts it, else from
+the Prometheus gauge (`push_connections_active{service,instance}`); a fresh source wins over a
+stale one. nginx OSS reports only a total of its client connections (stub_status), never per
+server, so its numbers are shown per balancer. A number from a stale source keeps its last
+value and is marked stale: it never turns into a zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from app.queries.sources import iso
+
+# Balancer states in which a server takes no new connections (collectors/balancers.py).
+DRAINING_STATES = ("drain", "maint", "down")
+# A balancer state that still takes new connections.
+ACTIVE_STATES = ("up", "nolb", "unchecked")
+# An instance holding more than this many times its fair share is called out.
+IMBALANCE_FACTOR = 2.0
+# The falling rate of a long drain is measured over its latest minutes, not since its start.
+DRAIN_RATE_WINDOW = timedelta(minutes=5)
+NGINX_NOTE = "nginx OSS reports only its total of active client connections, not per server"
+PROMETHEUS = "prometheus"
+
+
+@dataclass(frozen=True)
+class MemberCount:
+    """One balancer member as the balancer store holds it, matched to a service instance."""
+
+    balancer: str
+    kind: str  # haproxy | nginx
+    backend: str
+    server: str
+    service: str  # the matched catalog service, else the backend's name
+    instance: str  # the matched catalog instance id, else the balancer's own member id
+    state: str  # collectors.balancers.SERVER_STATES
+    status: str  # the balancer's own words ("DRAIN", "MAINT (via be/s1)", "down")
+    sessions: int | None  # HAProxy scur; None when the balancer cannot count per server
+    observed_at: datetime
+    stale: bool
+    # When the member entered its current state (HAProxy lastchg), if known.
+    state_since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class GaugeCount:
+    """The Prometheus push gauge of one instance."""
+
+    service: str
+    instance: str
+    connections: float
+    observed_at: datetime
+    stale: bool
+
+
+@dataclass(frozen=True)
+class BalancerTotal:
+    """A balancer's own connection total (nginx stub_status Active; HAProxy frontends' scur)."""
+
+    balancer: str
+    kind: str
+    connections: int | None
+    per_server: bool  # False for nginx OSS
+    observed_at: datetime | None
+    stale: bool
+
+
+@dataclass(frozen=True)
+class CatalogMember:
+    """A catalog instance, to tie a gauge's `instance` label to the balancer's member."""
+
+    service: str
+    instance: str  # the catalog's own id
+    address: str = ""
+    port: int = 0
+    maintenance: bool = False
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One source's count for one instance."""
+
+    source: str
+    kind: str
+    connections: float
+    observed_at: datetime
+    stale: bool
+    backend: str = ""
+    server: str = ""
+
+    def to_json(self) -> dict:
+        """Render as `sources[]` of an instance."""
+        body = {
+            "source": self.source,
+            "kind": self.kind,
+            "connections": _number(self.connections),
+            "stale": self.stale,
+            "observed_at": iso(self.observed_at),
+        }
+        if self.server:
+            body["backend"], body["server"] = self.backend, self.server
+        return body
+
+
+@dataclass
+class InstanceCount:
+    """One instance's connections: the chosen number, where it comes from, and every reading."""
+
+    service: str
+    instance: str
+    readings: list[Reading] = field(default_factory=list)
+    members: list[MemberCount] = field(default_factory=list)
+    maintenance: bool = False
+    fair_share: float | None = None
+    imbalanced: bool = False
+
+    @property
+    def chosen(self) -> list[Reading]:
+        """The readings the number is made of: HAProxy before Prometheus, fresh before stale.
+
+        Several HAProxy balancers in front of one instance each hold some of its connections,
+        so their counts add up; Prometheus counts them all at once, so it is never added.
+        """
+        haproxy = [r for r in self.readings if r.kind == "haproxy"]
+        gauge = [r for r in self.readings if r.kind == PROMETHEUS]
+        for group in (
+            [r for r in haproxy if not r.stale],
+            [r for r in gauge if not r.stale],
+            haproxy,
+            gauge,
+        ):
+            if group:
+                return group[:1] if group[0].kind == PROMETHEUS else group
+        return []
+
+    @property
+    def connections(self) -> float | None:
+        """The number of connections it holds, or None when no source counts them."""
+        chosen = self.chosen
+        return sum(r.connections for r in chosen) if chosen else None
+
+    @property
+    def source(self) -> str | None:
+        """The name of the source (or sources, joined by "+") the number comes from."""
+        chosen = self.chosen
+        return "+".join(sorted({r.source for r in chosen})) if chosen else None
+
+    @property
+    def source_kind(self) -> str | None:
+        """haproxy or prometheus."""
+        chosen = self.chosen
+        return chosen[0].kind if chosen else None
+
+    @property
+    def stale(self) -> bool:
+        """Whether the number comes from a stale source."""
+        return any(r.stale for r in self.chosen)
+
+    @property
+    def observed_at(self) -> datetime | None:
+        """When the chosen source saw the number (the oldest, when several add up)."""
+        chosen = self.chosen
+        return min(r.observed_at for r in chosen) if chosen else None
+
+    @property
+    def state(self) -> str:
+        """The balancer state: the most restrictive of its members', or "unknown"."""
+        states = [m.state for m in self.members]
+        for state in ("maint", "down", "drain"):
+            if state in states:
+                return state
+        return states[0] if states else "unknown"
+
+    @property
+    def active(self) -> bool:
+        """Whether it takes new connections (a fair share applies to it)."""
+        if self.maintenance:
+            return False
+        return all(m.state in ACTIVE_STATES for m in self.members)
+
+    def to_json(self) -> dict:
+        """Render as `by_service[].instances[]` (DESIGN §5, with more)."""
+        return {
+            "instance": self.instance,
+            "connections": _number(self.connections),
+            "source": self.source,
+            "source_kind": self.source_kind,
+            "stale": self.stale,
+            "observed_at": iso(self.observed_at),
+            "state": self.state,
+            "active": self.active,
+            "fair_share": _round(self.fair_share),
+            "imbalanced": self.imbalanced,
+            "balancers": [
+                {"balancer": m.balancer, "backend": m.backend, "server": m.server,
+                 "state": m.state, "status": m.status}
+                for m in self.members
+            ],  # fmt: skip
+            "sources": [r.to_json() for r in self.readings],
+        }
+
+
+@dataclass
+class ServiceCount:
+    """A service's instances and their total."""
+
+    service: str
+    instances: list[InstanceCount]
+
+    @property
+    def counted(self) -> list[InstanceCount]:
+        """The instances some source counts."""
+        return [i for i in self.instances if i.connections is not None]
+
+    @property
+    def total(self) -> float | None:
+        """The sum over the counted instances, or None when none is counted."""
+        counted = self.counted
+        return sum(i.connections for i in counted) if counted else None
+
+    @property
+    def stale(self) -> bool:
+        """Whether any number in the total is stale."""
+        return any(i.stale for i in self.counted)
+
+    @property
+    def active_count(self) -> int:
+        """How many instances take new connections."""
+        return sum(1 for i in self.instances if i.active)
+
+    def to_json(self) -> dict:
+        """Render as `by_service[]`."""
+        return {
+            "service": self.service,
+            "total": _number(self.total),
+            "stale": self.stale,
+            "active_instances": self.active_count,
+            "instances": [i.to_json() for i in self.instances],
+        }
+
+
+@dataclass(frozen=True)
+class DrainProgress:
+    """How far a server taken out of rotation is from holding no connections."""
+
+    service: str
+    instance: str
+    balancer: str
+    backend: str
+    server: str
+    state: str
+    status: str
+    connections: float | None  # now
+    source: str | None  # where `connections` comes from
+    stale: bool
+    started_at: datetime | None
+    at_start: float | None
+    falling_per_min: float | None  # connections per minute, positive while falling
+    time_left_s: float | None  # at the current rate; 0 when drained, None when not falling
+
+    @property
+    def drained(self) -> bool:
+        """Whether it holds no connection any more."""
+        return self.connections == 0
+
+    def to_json(self) -> dict:
+        """Render as `drains[]`."""
+        return {
+            "service": self.service,
+            "instance": self.instance,
+            "balancer": self.balancer,
+            "backend": self.backend,
+            "server": self.server,
+            "state": self.state,
+            "status": self.status,
+            "connections": _number(self.connections),
+            "source": self.source,
+            "stale": self.stale,
+            "started_at": iso(self.started_at),
+            "at_start": _number(self.at_start),
+            "falling_per_min": _round(self.falling_per_min),
+            "time_left_s": _round(self.time_left_s, 0),
+            "drained": self.drained,
+        }
+
+
+@dataclass(frozen=True)
+class Imbalance:
+    """An instance holding more than IMBALANCE_FACTOR times its service's fair share."""
+
+    service: str
+    instance: str
+    connections: float
+    fair_share: float
+    source: str | None
+
+    @property
+    def ratio(self) -> float:
+        """Its connections over the fair share."""
+        return self.connections / self.fair_share
+
+    def to_json(self) -> dict:
+        """Render as `imbalance[]`."""
+        return {
+            "service": self.service,
+            "instance": self.instance,
+            "connections": _number(self.connections),
+            "fair_share": _round(self.fair_share),
+            "ratio": _round(self.ratio, 2),
+            "source": self.source,
+        }
+
+
+@dataclass
+class PushConnections:
+    """Everything the Push page and `/api/v1/push/connections` show."""
+
+    observed_at: datetime | None
+    services: list[ServiceCount]
+    balancers: list[BalancerTotal]
+    imbalance: list[Imbalance]
+    drains: list[DrainProgress]
+    # Why nothing can be counted, when nothing can (a sentence for the page and the API).
+    uncounted_reason: str | None = None
+
+    @property
+    def total(self) -> float | None:
+        """All counted instances' connections, or None when no instance is counted."""
+        totals = [s.total for s in self.services if s.total is not None]
+        return sum(totals) if totals else None
+
+    @property
+    def stale(self) -> bool:
+        """Whether any number in the total is stale."""
+        return any(s.stale for s in self.services)
+
+    @property
+    def instance_count(self) -> int:
+        """How many instances are listed."""
+        return sum(len(s.instances) for s in self.services)
+
+    def to_json(self) -> dict:
+        """Render as DESIGN §5 `/api/v1/push/connections`, with more."""
+        return {
+            "total": _number(self.total),
+            "observed_at": iso(self.observed_at),
+            "stale": self.stale,
+            "by_service": [s.to_json() for s in self.services],
+            "balancers": [_balancer_json(b) for b in self.balancers],
+            "imbalance": [i.to_json() for i in self.imbalance],
+            "drains": [d.to_json() for d in self.drains],
+            "uncounted_reason": self.uncounted_reason,
+        }
+
+
+def _balancer_json(total: BalancerTotal) -> dict:
+    return {
+        "balancer": total.balancer,
+        "kind": total.kind,
+        "connections": _number(total.connections),
+        "per_server": total.per_server,
+        "stale": total.stale,
+        "observed_at": iso(total.observed_at),
+        "note": None if total.per_server else NGINX_NOTE,
+    }
+
+
+def _number(value: float | None) -> int | float | None:
+    if value is None:
+        return None
+    return int(value) if float(value).is_integer() else round(value, 2)
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def count_connections(
+    members: Iterable[MemberCount],
+    gauges: Iterable[GaugeCount],
+    balancers: Iterable[BalancerTotal],
+    catalog: Iterable[CatalogMember] = (),
+    history: dict[tuple[str, str, str], Sequence[tuple[datetime, float]]] | None = None,
+    *,
+    gauge_configured: bool = False,
+) -> PushConnections:
+    """Put every source's counts together per service and instance.
+
+    `history` maps (balancer, backend, server) to its observed connections, oldest first
+    (the stored 1-minute rollups and the latest observation), for drain progress.
+    """
+    members = list(members)
+    balancers = list(balancers)
+    by_key: dict[tuple[str, str], InstanceCount] = {}
+
+    def instance(service: str, name: str) -> InstanceCount:
+        key = (service, name)
+        if key not in by_key:
+            by_key[key] = InstanceCount(service, name)
+        return by_key[key]
+
+    for m in catalog:
+        if m.maintenance:
+            instance(m.service, m.instance).maintenance = True
+    aliases = _gauge_aliases(catalog, members)
+    for m in members:
+        counted = instance(m.service, m.instance)
+        counted.members.append(m)
+        if m.sessions is not None:
+            counted.readings.append(
+                Reading(m.balancer, m.kind, m.sessions, m.observed_at, m.stale, m.backend, m.server)
+            )
+    for g in gauges:
+        name = aliases.get((g.service, g.instance), g.instance)
+        reading = Reading(PROMETHEUS, PROMETHEUS, g.connections, g.observed_at, g.stale)
+        instance(g.service, name).readings.append(reading)
+
+    services: dict[str, list[InstanceCount]] = {}
+    for counted in by_key.values():
+        if counted.readings or counted.members:
+            services.setdefault(counted.service, []).append(counted)
+    service_counts = [
+        ServiceCount(name, sorted(found, key=lambda i: i.instance))
+        for name, found in sorted(services.items())
+    ]
+    imbalance = [i for s in service_counts for i in find_imbalance(s)]
+    drains = [
+        drain_progress(by_key[(m.service, m.instance)], m, (history or {}).get(_member_key(m), ()))
+        for m in members
+        if m.state in DRAINING_STATES
+    ]
+    observed = [i.observed_at for s in service_counts for i in s.counted] + [
+        b.observed_at for b in balancers if b.observed_at is not None
+    ]
+    result = PushConnections(
+        observed_at=max(observed) if observed else None,
+        services=service_counts,
+        balancers=balancers,
+        imbalance=imbalance,
+        drains=sorted(drains, key=lambda d: (d.service, d.instance, d.balancer)),
+    )
+    result.uncounted_reason = _uncounted_reason(result, members, gauge_configured)
+    return result
+
+
+def _member_key(m: MemberCount) -> tuple[str, str, str]:
+    return (m.balancer, m.backend, m.server)
+
+
+def _gauge_aliases(
+    catalog: Iterable[CatalogMember], members: Sequence[MemberCount]
+) -> dict[tuple[str, str], str]:
+    """Map a gauge's (service, instance label) to the instance name the page uses.
+
+    The push service labels its gauge with its own idea of `instance`: the catalog id, its
+    address:port, or the balancer's server name. Each is tied to the catalog instance (or the
+    balancer member) it names.
+    """
+    aliases: dict[tuple[str, str], str] = {}
+    for m in catalog:
+        if m.address and m.port:
+            aliases[(m.service, f"{m.address}:{m.port}")] = m.instance
+    for m in members:
+        aliases.setdefault((m.service, m.server), m.instance)
+    for m in catalog:
+        aliases[(m.service, m.instance)] = m.instance
+    return aliases
+
+
+def find_imbalance(service: ServiceCount) -> list[Imbalance]:
+    """Mark the active instances holding more than twice their fair share.
+
+    The fair share is the service's total over its active instances (those taking new
+    connections): with one active instance there is nothing to balance.
+    """
+    total, active = service.total, service.active_count
+    if total is None or active < 2 or total <= 0:
+        return []
+    fair = total / active
+    found = []
+    for counted in service.instances:
+        if not counted.active:
+            continue
+        counted.fair_share = fair
+        connections = counted.connections
+        if connections is not None and connections > IMBALANCE_FACTOR * fair:
+            counted.imbalanced = True
+            found.append(Imbalance(service.service, counted.instance, connections, fair, counted.source))
+    return found
+
+
+def drain_progress(
+    counted: InstanceCount, member: MemberCount, history: Sequence[tuple[datetime, float]]
+) -> DrainProgress:
+    """Measure a drain: connections now and at its start, the falling rate, the time left.
+
+    `history` is the member's observed connections, oldest first. Without a per-server count
+    (nginx `down`), the instance's count from another source (the Prometheus gauge) is used.
+    """
+    if member.sessions is not None:
+        now_value, source, stale = float(member.sessions), member.balancer, member.stale
+        now_at = member.observed_at
+    else:
+        now_value, source = counted.connections, counted.source
+        stale, now_at = counted.stale, counted.observed_at or member.observed_at
+    started_at = member.state_since
+    points = sorted(history, key=lambda p: p[0])
+    at_start = _value_at(points, started_at) if started_at else None
+    rate = None
+    time_left = None
+    if now_value is not None:
+        if now_value == 0:
+            time_left = 0.0
+        rate = _falling_rate(points, started_at, at_start, now_at, now_value)
+        if rate is not None and rate > 0 and now_value > 0:
+            time_left = now_value / rate * 60
+    return DrainProgress(
+        service=member.service,
+        instance=member.instance,
+        balancer=member.balancer,
+        backend=member.backend,
+        server=member.server,
+        state=member.state,
+        status=member.status,
+        connections=now_value,
+        source=source,
+        stale=stale,
+        started_at=started_at,
+        at_start=at_start,
+        falling_per_min=rate,
+        time_left_s=time_left,
+    )
+
+
+def _value_at(points: Sequence[tuple[datetime, float]], at: datetime) -> float | None:
+    """The last observation at or before `at`, else the first one after it."""
+    before = [v for t, v in points if t <= at]
+    if before:
+        return before[-1]
+    after = [v for t, v in points if t > at]
+    return after[0] if after else None
+
+
+def _falling_rate(
+    points: Sequence[tuple[datetime, float]],
+    started_at: datetime | None,
+    at_start: float | None,
+    now_at: datetime,
+    now_value: float,
+) -> float | None:
+    """Connections lost per minute over the drain so far, or over its latest minutes."""
+    window_start = now_at - DRAIN_RATE_WINDOW
+    if started_at is not None and started_at >= window_start:
+        ref_at, ref_value = started_at, at_start
+    else:
+        ref_at = window_start
+        ref_value = _value_at(points, window_start) if points else None
+        if ref_value is None and started_at is not None:
+            ref_at, ref_value = started_at, at_start
+    if ref_value is None:
+        return None
+    elapsed_s = (now_at - ref_at).total_seconds()
+    if elapsed_s < 1:
+        return None
+    return (ref_value - now_value) / elapsed_s * 60
+
+
+def _uncounted_reason(
+    result: PushConnections, members: Sequence[MemberCount], gauge_configured: bool
+) -> str | None:
+    if result.total is not None:
+        return None
+    if any(b.connections is not None for b in result.balancers):
+        return (
+            "No source counts connections per instance: the balancers report only their "
+            "totals (" + NGINX_NOTE + "). Configure a HAProxy balancer or the Prometheus "
+            "push gauge for per-instance counts."
+        )
+    if members or result.balancers or gauge_configured:
+        return (
+            "No source reports push connections yet: no HAProxy server has a session count "
+            "and Prometheus has no push_connections_active series."
+        )
+    return (
+        "No source can count push connections: configure a [[haproxy]] balancer in front "
+        "of the push service, an [[nginx]] balancer (totals only), or [prometheus] with the "
+        "push_connections_active gauge."
+    )
