@@ -199,8 +199,13 @@ class InstanceCount:
             "fair_share": _round(self.fair_share),
             "imbalanced": self.imbalanced,
             "balancers": [
-                {"balancer": m.balancer, "backend": m.backend, "server": m.server,
-                 "state": m.state, "status": m.status}
+                {
+                    "balancer": m.balancer,
+                    "backend": m.backend,
+                    "server": m.server,
+                    "state": m.state,
+                    "status": m.status,
+                }
                 for m in self.members
             ],  # fmt: skip
             "sources": [r.to_json() for r in self.readings],
@@ -492,7 +497,9 @@ def find_imbalance(service: ServiceCount) -> list[Imbalance]:
         connections = counted.connections
         if connections is not None and connections > IMBALANCE_FACTOR * fair:
             counted.imbalanced = True
-            found.append(Imbalance(service.service, counted.instance, connections, fair, counted.source))
+            found.append(
+                Imbalance(service.service, counted.instance, connections, fair, counted.source)
+            )
     return found
 
 
