@@ -1,86 +1,28 @@
-"""Push connections: who holds how many, from which source, imbalance and drain progress.
-
-Pure functions over plain inputs (what the balancer store and the Prometheus gauge hold);
-`app.queries.push_store` reads those inputs from the store. DESIGN §5 `/api/v1/push/connections`.
-
-The count of an instance comes from a HAProxy balancer's `scur` when one fronts it, else from
-the Prometheus gauge (`push_connections_active{service,instance}`); a fresh source wins over a
-stale one. nginx OSS reports only a total of its client connections (stub_status), never per
-server, so its numbers are shown per balancer. A number from a stale source keeps its last
-value and is marked stale: it never turns into a zero.
-"""
+"""Push counts per service and instance, each naming its source; imbalance over fair shares."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
+from app.queries.push.drains import DrainProgress, drain_progress
+from app.queries.push.inputs import (
+    ACTIVE_STATES,
+    DRAINING_STATES,
+    NGINX_NOTE,
+    PROMETHEUS,
+    BalancerTotal,
+    CatalogMember,
+    GaugeCount,
+    MemberCount,
+    json_number,
+    json_round,
+)
 from app.queries.sources import iso
 
-# Balancer states in which a server takes no new connections (collectors/balancers.py).
-DRAINING_STATES = ("drain", "maint", "down")
-# A balancer state that still takes new connections.
-ACTIVE_STATES = ("up", "nolb", "unchecked")
 # An instance holding more than this many times its fair share is called out.
 IMBALANCE_FACTOR = 2.0
-# The falling rate of a long drain is measured over its latest minutes, not since its start.
-DRAIN_RATE_WINDOW = timedelta(minutes=5)
-NGINX_NOTE = "nginx OSS reports only its total of active client connections, not per server"
-PROMETHEUS = "prometheus"
-
-
-@dataclass(frozen=True)
-class MemberCount:
-    """One balancer member as the balancer store holds it, matched to a service instance."""
-
-    balancer: str
-    kind: str  # haproxy | nginx
-    backend: str
-    server: str
-    service: str  # the matched catalog service, else the backend's name
-    instance: str  # the matched catalog instance id, else the balancer's own member id
-    state: str  # collectors.balancers.SERVER_STATES
-    status: str  # the balancer's own words ("DRAIN", "MAINT (via be/s1)", "down")
-    sessions: int | None  # HAProxy scur; None when the balancer cannot count per server
-    observed_at: datetime
-    stale: bool
-    # When the member entered its current state (HAProxy lastchg), if known.
-    state_since: datetime | None = None
-
-
-@dataclass(frozen=True)
-class GaugeCount:
-    """The Prometheus push gauge of one instance."""
-
-    service: str
-    instance: str
-    connections: float
-    observed_at: datetime
-    stale: bool
-
-
-@dataclass(frozen=True)
-class BalancerTotal:
-    """A balancer's own connection total (nginx stub_status Active; HAProxy frontends' scur)."""
-
-    balancer: str
-    kind: str
-    connections: int | None
-    per_server: bool  # False for nginx OSS
-    observed_at: datetime | None
-    stale: bool
-
-
-@dataclass(frozen=True)
-class CatalogMember:
-    """A catalog instance, to tie a gauge's `instance` label to the balancer's member."""
-
-    service: str
-    instance: str  # the catalog's own id
-    address: str = ""
-    port: int = 0
-    maintenance: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,7 +42,7 @@ class Reading:
         body = {
             "source": self.source,
             "kind": self.kind,
-            "connections": _number(self.connections),
+            "connections": json_number(self.connections),
             "stale": self.stale,
             "observed_at": iso(self.observed_at),
         }
@@ -189,14 +131,14 @@ class InstanceCount:
         """Render as `by_service[].instances[]` (DESIGN §5, with more)."""
         return {
             "instance": self.instance,
-            "connections": _number(self.connections),
+            "connections": json_number(self.connections),
             "source": self.source,
             "source_kind": self.source_kind,
             "stale": self.stale,
             "observed_at": iso(self.observed_at),
             "state": self.state,
             "active": self.active,
-            "fair_share": _round(self.fair_share),
+            "fair_share": json_round(self.fair_share),
             "imbalanced": self.imbalanced,
             "balancers": [
                 {
@@ -244,55 +186,10 @@ class ServiceCount:
         """Render as `by_service[]`."""
         return {
             "service": self.service,
-            "total": _number(self.total),
+            "total": json_number(self.total),
             "stale": self.stale,
             "active_instances": self.active_count,
             "instances": [i.to_json() for i in self.instances],
-        }
-
-
-@dataclass(frozen=True)
-class DrainProgress:
-    """How far a server taken out of rotation is from holding no connections."""
-
-    service: str
-    instance: str
-    balancer: str
-    backend: str
-    server: str
-    state: str
-    status: str
-    connections: float | None  # now
-    source: str | None  # where `connections` comes from
-    stale: bool
-    started_at: datetime | None
-    at_start: float | None
-    falling_per_min: float | None  # connections per minute, positive while falling
-    time_left_s: float | None  # at the current rate; 0 when drained, None when not falling
-
-    @property
-    def drained(self) -> bool:
-        """Whether it holds no connection any more."""
-        return self.connections == 0
-
-    def to_json(self) -> dict:
-        """Render as `drains[]`."""
-        return {
-            "service": self.service,
-            "instance": self.instance,
-            "balancer": self.balancer,
-            "backend": self.backend,
-            "server": self.server,
-            "state": self.state,
-            "status": self.status,
-            "connections": _number(self.connections),
-            "source": self.source,
-            "stale": self.stale,
-            "started_at": iso(self.started_at),
-            "at_start": _number(self.at_start),
-            "falling_per_min": _round(self.falling_per_min),
-            "time_left_s": _round(self.time_left_s, 0),
-            "drained": self.drained,
         }
 
 
@@ -316,9 +213,9 @@ class Imbalance:
         return {
             "service": self.service,
             "instance": self.instance,
-            "connections": _number(self.connections),
-            "fair_share": _round(self.fair_share),
-            "ratio": _round(self.ratio, 2),
+            "connections": json_number(self.connections),
+            "fair_share": json_round(self.fair_share),
+            "ratio": json_round(self.ratio, 2),
             "source": self.source,
         }
 
@@ -354,7 +251,7 @@ class PushConnections:
     def to_json(self) -> dict:
         """Render as DESIGN §5 `/api/v1/push/connections`, with more."""
         return {
-            "total": _number(self.total),
+            "total": json_number(self.total),
             "observed_at": iso(self.observed_at),
             "stale": self.stale,
             "by_service": [s.to_json() for s in self.services],
@@ -369,22 +266,12 @@ def _balancer_json(total: BalancerTotal) -> dict:
     return {
         "balancer": total.balancer,
         "kind": total.kind,
-        "connections": _number(total.connections),
+        "connections": json_number(total.connections),
         "per_server": total.per_server,
         "stale": total.stale,
         "observed_at": iso(total.observed_at),
         "note": None if total.per_server else NGINX_NOTE,
     }
-
-
-def _number(value: float | None) -> int | float | None:
-    if value is None:
-        return None
-    return int(value) if float(value).is_integer() else round(value, 2)
-
-
-def _round(value: float | None, digits: int = 1) -> float | None:
-    return None if value is None else round(value, digits)
 
 
 def count_connections(
@@ -501,82 +388,6 @@ def find_imbalance(service: ServiceCount) -> list[Imbalance]:
                 Imbalance(service.service, counted.instance, connections, fair, counted.source)
             )
     return found
-
-
-def drain_progress(
-    counted: InstanceCount, member: MemberCount, history: Sequence[tuple[datetime, float]]
-) -> DrainProgress:
-    """Measure a drain: connections now and at its start, the falling rate, the time left.
-
-    `history` is the member's observed connections, oldest first. Without a per-server count
-    (nginx `down`), the instance's count from another source (the Prometheus gauge) is used.
-    """
-    if member.sessions is not None:
-        now_value, source, stale = float(member.sessions), member.balancer, member.stale
-        now_at = member.observed_at
-    else:
-        now_value, source = counted.connections, counted.source
-        stale, now_at = counted.stale, counted.observed_at or member.observed_at
-    started_at = member.state_since
-    points = sorted(history, key=lambda p: p[0])
-    at_start = _value_at(points, started_at) if started_at else None
-    rate = None
-    time_left = None
-    if now_value is not None:
-        if now_value == 0:
-            time_left = 0.0
-        rate = _falling_rate(points, started_at, at_start, now_at, now_value)
-        if rate is not None and rate > 0 and now_value > 0:
-            time_left = now_value / rate * 60
-    return DrainProgress(
-        service=member.service,
-        instance=member.instance,
-        balancer=member.balancer,
-        backend=member.backend,
-        server=member.server,
-        state=member.state,
-        status=member.status,
-        connections=now_value,
-        source=source,
-        stale=stale,
-        started_at=started_at,
-        at_start=at_start,
-        falling_per_min=rate,
-        time_left_s=time_left,
-    )
-
-
-def _value_at(points: Sequence[tuple[datetime, float]], at: datetime) -> float | None:
-    """The last observation at or before `at`, else the first one after it."""
-    before = [v for t, v in points if t <= at]
-    if before:
-        return before[-1]
-    after = [v for t, v in points if t > at]
-    return after[0] if after else None
-
-
-def _falling_rate(
-    points: Sequence[tuple[datetime, float]],
-    started_at: datetime | None,
-    at_start: float | None,
-    now_at: datetime,
-    now_value: float,
-) -> float | None:
-    """Connections lost per minute over the drain so far, or over its latest minutes."""
-    window_start = now_at - DRAIN_RATE_WINDOW
-    if started_at is not None and started_at >= window_start:
-        ref_at, ref_value = started_at, at_start
-    else:
-        ref_at = window_start
-        ref_value = _value_at(points, window_start) if points else None
-        if ref_value is None and started_at is not None:
-            ref_at, ref_value = started_at, at_start
-    if ref_value is None:
-        return None
-    elapsed_s = (now_at - ref_at).total_seconds()
-    if elapsed_s < 1:
-        return None
-    return (ref_value - now_value) / elapsed_s * 60
 
 
 def _uncounted_reason(
