@@ -13,7 +13,9 @@ from app.collection.unrecorded import HeldRun, RunRecord
 from app.context import Quarterdeck
 from app.models import CollectorRun, SourceStatus
 from app.queries.services import service_topic
+from app.store.balancers import apply_balancer_update
 from app.store.catalog import apply_catalog_update
+from collectors.balancers import BalancerUpdate
 from collectors.base import CatalogUpdate, Collector, SourceUnavailable
 
 log = logging.getLogger(__name__)
@@ -37,9 +39,22 @@ def write_catalog_update(db, source: str, update: CatalogUpdate) -> Written:
     return Written(changes.counts(), frozenset(topics))
 
 
+def write_balancer_update(db, source: str, update: BalancerUpdate) -> Written:
+    """Store a balancer snapshot and name the pages it changed."""
+    changes = apply_balancer_update(db, source, update)
+    topics: set[str] = set()
+    if changes.changed:
+        topics.update(("balancers", "push"))
+    if changes.services:
+        topics.add("services")
+        topics.update(service_topic(name) for name in changes.services)
+    return Written(changes.counts(), frozenset(topics))
+
+
 # Record type -> store writer: a new kind of source adds a row here, not a branch.
 RECORD_WRITERS: dict[type, Callable[..., Written]] = {
     CatalogUpdate: write_catalog_update,
+    BalancerUpdate: write_balancer_update,
 }
 
 

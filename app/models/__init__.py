@@ -1,5 +1,6 @@
 """Quarterdeck's tables, one module per domain; importing this registers them all."""
 
+from app.models.balancers import Balancer, BalancerMember, BalancerProxyState, BalancerRollup
 from app.models.base import Base, utcnow
 from app.models.catalog import Instance, Service, ServiceUpstream
 from app.models.health import Check, HealthTransition
@@ -10,6 +11,10 @@ from app.models.users import ROLES, ApiToken, SignInFailure, User, UserSession
 __all__ = [
     "ROLES",
     "ApiToken",
+    "Balancer",
+    "BalancerMember",
+    "BalancerProxyState",
+    "BalancerRollup",
     "Base",
     "Check",
     "CollectorRun",

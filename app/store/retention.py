@@ -8,7 +8,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from app.config import RetentionConfig
-from app.models import CollectorRun, HealthTransition, Sample
+from app.models import BalancerRollup, CollectorRun, HealthTransition, Sample
 
 # Run records only explain recent collection; a week is plenty for that.
 COLLECTOR_RUNS_DAYS = 7
@@ -25,6 +25,12 @@ def prune(session: Session, retention: RetentionConfig, now: datetime) -> dict[s
             timedelta(days=retention.transitions_d),
         ),
         ("samples", Sample, Sample.at, timedelta(days=retention.samples_d)),
+        (
+            "balancer_rollups",
+            BalancerRollup,
+            BalancerRollup.minute_at,
+            timedelta(days=retention.samples_d),
+        ),
         (
             "collector_runs",
             CollectorRun,
