@@ -64,6 +64,7 @@ class CatalogMember:
     address: str = ""
     port: int = 0
     maintenance: bool = False
+    source: str = ""  # the catalog source that lists it (a balancer, for its own members)
 
 
 def json_number(value: float | None) -> int | float | None:

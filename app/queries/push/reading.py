@@ -1,0 +1,274 @@
+"""Read the push counts' inputs from the store: balancer members and totals, the catalog.
+
+Members are tied to catalog instances the way the balancer store matches them (address:port,
+else name; DESIGN §6); a member that matches nothing is the instance named like the server, of
+the service named like its backend. A balancer whose source is not fresh has stale numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import Balancer, BalancerMember, BalancerRollup, Instance, Service
+from app.queries.push.chart import (
+    CHART_WINDOW,
+    ConnectionsChart,
+    build_chart,
+    with_current_point,
+)
+from app.queries.push.counts import PushConnections, count_connections
+from app.queries.push.inputs import (
+    DRAINING_STATES,
+    BalancerTotal,
+    CatalogMember,
+    GaugeCount,
+    MemberCount,
+)
+from app.queries.sources import SourceView
+from app.store.balancers import CatalogMatch
+
+balancers_t = Balancer.__table__
+members_t = BalancerMember.__table__
+rollups_t = BalancerRollup.__table__
+instances_t = Instance.__table__
+services_t = Service.__table__
+
+# The balancer rollups are kept per minute.
+ROLLUP_STEP_S = 60
+
+History = dict[tuple[str, str, str], list[tuple[datetime, float]]]
+
+
+def is_stale(sources: Mapping[str, SourceView], name: str) -> bool:
+    """Whether a source's data may be out of date (unknown and disabled sources included)."""
+    view = sources.get(name)
+    return view is None or view.status != "ok"
+
+
+def read_catalog(db: Session) -> list[CatalogMember]:
+    """The live catalog instances, with what ties a gauge label or a member to them."""
+    rows = db.execute(
+        select(
+            services_t.c.name,
+            services_t.c.source,
+            instances_t.c.source_id,
+            instances_t.c.address,
+            instances_t.c.port,
+            instances_t.c.maintenance,
+        )
+        .join(services_t, services_t.c.id == instances_t.c.service_id)
+        .where(instances_t.c.gone_at.is_(None), services_t.c.gone_at.is_(None))
+        .order_by(services_t.c.name, instances_t.c.source_id)
+    )
+    return [
+        CatalogMember(name, source_id, address or "", port or 0, bool(maintenance), source)
+        for name, source, source_id, address, port, maintenance in rows
+    ]
+
+
+def _match_for(catalog: list[CatalogMember], balancer: str) -> CatalogMatch:
+    """Index the catalog as the balancer store does, leaving out the balancer's own services."""
+    by_address: dict[tuple[str, int], tuple[str, str]] = {}
+    by_name: dict[str, tuple[str, str]] = {}
+    for m in catalog:
+        if m.source == balancer:
+            continue
+        if m.address and m.port:
+            by_address.setdefault((m.address, m.port), (m.service, m.instance))
+        by_name.setdefault(m.instance, (m.service, m.instance))
+    return CatalogMatch(by_address, by_name)
+
+
+def read_members(
+    db: Session, sources: Mapping[str, SourceView], catalog: list[CatalogMember]
+) -> list[MemberCount]:
+    """Every balancer member with its session count, matched to its service and instance."""
+    rows = db.execute(
+        select(
+            balancers_t.c.name,
+            balancers_t.c.kind,
+            balancers_t.c.observed_at,
+            members_t.c.backend,
+            members_t.c.server,
+            members_t.c.address,
+            members_t.c.port,
+            members_t.c.state,
+            members_t.c.status,
+            members_t.c.sessions,
+            members_t.c.last_change_s,
+            members_t.c.changed_at,
+        )
+        .join(balancers_t, balancers_t.c.id == members_t.c.balancer_id)
+        .order_by(balancers_t.c.name, members_t.c.backend, members_t.c.server)
+    )
+    matches: dict[str, CatalogMatch] = {}
+    members = []
+    for row in rows:
+        match = matches.get(row.name)
+        if match is None:
+            match = matches[row.name] = _match_for(catalog, row.name)
+        found = match.find(row.address, row.port, row.server)
+        service, instance = found if found else (row.backend, row.server)
+        members.append(
+            MemberCount(
+                balancer=row.name,
+                kind=row.kind,
+                backend=row.backend,
+                server=row.server,
+                service=service,
+                instance=instance,
+                state=row.state,
+                status=row.status,
+                sessions=row.sessions,
+                observed_at=row.observed_at,
+                stale=is_stale(sources, row.name),
+                state_since=_state_since(row),
+            )
+        )
+    return members
+
+
+def _state_since(row) -> datetime | None:
+    # HAProxy: lastchg is the seconds since the server's last state change, as of the poll.
+    if row.last_change_s is not None:
+        return row.observed_at - timedelta(seconds=row.last_change_s)
+    # nginx has no such figure: its member row changes only when its configuration does.
+    if row.kind == "nginx":
+        return row.changed_at
+    return None
+
+
+def read_balancer_totals(db: Session, sources: Mapping[str, SourceView]) -> list[BalancerTotal]:
+    """Each balancer's own connection total."""
+    rows = db.execute(
+        select(
+            balancers_t.c.name,
+            balancers_t.c.kind,
+            balancers_t.c.active,
+            balancers_t.c.per_server_sessions,
+            balancers_t.c.observed_at,
+        ).order_by(balancers_t.c.name)
+    )
+    return [
+        BalancerTotal(name, kind, active, bool(per_server), observed_at, is_stale(sources, name))
+        for name, kind, active, per_server, observed_at in rows
+    ]
+
+
+def read_drain_history(db: Session, members: list[MemberCount], now: datetime) -> History:
+    """The stored minutes of the draining members, as (time, connections) oldest first.
+
+    A minute's highest count stands at its start (a drain only loses connections), its last
+    count at its end; the member's current count is the newest point.
+    """
+    draining = [m for m in members if m.state in DRAINING_STATES]
+    if not draining:
+        return {}
+    earliest = min((m.state_since for m in draining if m.state_since), default=now)
+    since = min(earliest, now - timedelta(minutes=10)) - timedelta(minutes=1)
+    balancers = sorted({m.balancer for m in draining})
+    rows = db.execute(
+        select(
+            rollups_t.c.balancer,
+            rollups_t.c.backend,
+            rollups_t.c.server,
+            rollups_t.c.minute_at,
+            rollups_t.c.sessions_max,
+            rollups_t.c.sessions_last,
+        )
+        .where(
+            rollups_t.c.balancer.in_(balancers),
+            rollups_t.c.backend != "",
+            rollups_t.c.minute_at >= since,
+        )
+        .order_by(rollups_t.c.minute_at)
+    )
+    wanted = {(m.balancer, m.backend, m.server) for m in draining}
+    history: History = {}
+    for balancer, backend, server, minute_at, high, last in rows:
+        key = (balancer, backend, server)
+        if key not in wanted:
+            continue
+        end = min(minute_at + timedelta(minutes=1), now)
+        history.setdefault(key, []).extend([(minute_at, float(high)), (end, float(last))])
+    for m in draining:
+        if m.sessions is not None:
+            history.setdefault((m.balancer, m.backend, m.server), []).append(
+                (m.observed_at, float(m.sessions))
+            )
+    return history
+
+
+def read_rollup_series(
+    db: Session, members: list[MemberCount], since: datetime
+) -> dict[str, list[tuple[datetime, float]]]:
+    """Connections per service per minute from the balancer rollups (the minute's last count).
+
+    Summed per backend in SQL; a backend's minutes go to the service most of its members
+    belong to (a backend is one service's pool in practice).
+    """
+    owners: dict[tuple[str, str], dict[str, int]] = {}
+    for m in members:
+        if m.sessions is None:
+            continue
+        votes = owners.setdefault((m.balancer, m.backend), {})
+        votes[m.service] = votes.get(m.service, 0) + 1
+    if not owners:
+        return {}
+    service_of = {key: max(votes, key=lambda s: (votes[s], s)) for key, votes in owners.items()}
+    rows = db.execute(
+        select(
+            rollups_t.c.balancer,
+            rollups_t.c.backend,
+            rollups_t.c.minute_at,
+            func.sum(rollups_t.c.sessions_last),
+        )
+        .where(rollups_t.c.minute_at >= since, rollups_t.c.backend != "")
+        .group_by(rollups_t.c.balancer, rollups_t.c.backend, rollups_t.c.minute_at)
+    )
+    per_minute: dict[str, dict[datetime, float]] = {}
+    for balancer, backend, minute_at, total in rows:
+        service = service_of.get((balancer, backend))
+        if service is None:
+            continue
+        minutes = per_minute.setdefault(service, {})
+        minutes[minute_at] = minutes.get(minute_at, 0.0) + float(total)
+    return {service: sorted(minutes.items()) for service, minutes in per_minute.items()}
+
+
+def read_push_connections(
+    db: Session,
+    sources: Mapping[str, SourceView],
+    now: datetime,
+    *,
+    gauges: Iterable[GaugeCount] = (),
+    gauge_configured: bool = False,
+) -> PushConnections:
+    """Count push connections from everything the store holds (and the gauge, when read)."""
+    catalog = read_catalog(db)
+    members = read_members(db, sources, catalog)
+    return count_connections(
+        members,
+        gauges,
+        read_balancer_totals(db, sources),
+        catalog,
+        read_drain_history(db, members, now),
+        gauge_configured=gauge_configured,
+    )
+
+
+def members_of(push: PushConnections) -> list[MemberCount]:
+    """The balancer members behind the counts."""
+    return [m for s in push.services for i in s.instances for m in i.members]
+
+
+def read_rollup_chart(db: Session, push: PushConnections, now: datetime) -> ConnectionsChart:
+    """The last hour from the balancer rollups, ending with the counts of now."""
+    series = read_rollup_series(db, members_of(push), now - CHART_WINDOW)
+    return with_current_point(
+        build_chart(series, now=now, step_s=ROLLUP_STEP_S, source="rollups"), push, now
+    )
