@@ -8,6 +8,7 @@ from datetime import datetime
 
 from app.config import Config
 from collectors.base import Collector
+from collectors.haproxy import HAProxyCollector
 from collectors.static import StaticCollector, StaticService
 
 
@@ -41,7 +42,8 @@ def configured_sources(config: Config, clock: Callable[[], datetime]) -> list[Co
     if config.redis is not None:
         sources.append(ConfiguredSource("redis", "redis", None, polled_stale))
     for haproxy in config.haproxy:
-        sources.append(ConfiguredSource(haproxy.name, "haproxy", None, polled_stale))
+        collector = HAProxyCollector.from_config(haproxy, clock=clock)
+        sources.append(ConfiguredSource(haproxy.name, "haproxy", collector, polled_stale))
     for nginx in config.nginx:
         sources.append(ConfiguredSource(nginx.name, "nginx", None, polled_stale))
     return sources

@@ -313,7 +313,8 @@ def test_real_answers_of_every_documented_get_match_their_schemas(fleet_app, doc
     assert statuses == {200, 400, 404}
     # The answers above covered what the schemas make optional or nullable.
     sources = {s["name"]: s for s in client.get("/api/v1/sources", headers=auth).json["sources"]}
-    assert {s["status"] for s in sources.values()} == {"error", "ok", "disabled"}
+    assert {s["status"] for s in sources.values()} == {"error", "ok", "disabled", "stale"}
+    assert sources["edge"]["status"] == "stale"  # configured, never collected yet
     assert sources["consul"]["error_kind"] == "unavailable"
     payments = client.get("/api/v1/services/payments", headers=auth).json
     assert payments["stale"] is True and payments["stale_since"]

@@ -67,7 +67,8 @@ def test_the_sources_page_and_api_show_status_last_success_and_last_error(make_q
     sources = {s["name"]: s for s in client.get("/api/v1/sources").json["sources"]}
     assert sources["static"]["status"] == "ok" and sources["static"]["last_success_at"]
     assert sources["static"]["age_s"] is not None and sources["static"]["last_error"] is None
-    assert sources["edge"]["status"] == "disabled" and sources["edge"]["kind"] == "haproxy"
+    assert sources["edge"]["status"] == "error" and sources["edge"]["kind"] == "haproxy"
+    assert "stats page http://127.0.0.1:1/stats;csv" in sources["edge"]["last_error"]
     page = client.get("/sources").get_data(as_text=True)
     assert 'data-source="static"' in page and 'data-source-status="ok"' in page
     services_page = client.get("/services").get_data(as_text=True)
