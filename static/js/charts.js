@@ -107,12 +107,17 @@
         tip.appendChild(line);
       });
       tip.hidden = false;
+      // Beside the cursor, on whichever side has room; never past the chart's edges (on a
+      // phone it may cover the axis labels, not leave the card).
       const overWidth = u.over.clientWidth;
+      const width = tip.offsetWidth;
       const left = u.cursor.left;
-      const flip = left > overWidth / 2;
-      tip.style.left = flip ? "auto" : (left + 12) + "px";
-      tip.style.right = flip ? (overWidth - left + 12) + "px" : "auto";
-      tip.style.top = Math.max(0, u.cursor.top - 8) + "px";
+      let x = left + 12;
+      if (x + width > overWidth) x = left - 12 - width;
+      x = Math.max(-u.over.offsetLeft, Math.min(x, overWidth - width));
+      tip.style.left = x + "px";
+      const y = Math.min(u.cursor.top - 8, u.over.clientHeight - tip.offsetHeight);
+      tip.style.top = Math.max(0, y) + "px";
     }
     return { hooks: { init: init, setCursor: setCursor } };
   }
@@ -156,7 +161,11 @@
       width: width,
       height: heightFor(width),
       series: seriesOptions(state.spec),
-      axes: [Object.assign({}, axis), Object.assign({ size: Math.round(3.5 * remPx()) }, axis)],
+      // The time axis has two lines of labels (time, then date): room for both at any scale.
+      axes: [
+        Object.assign({ size: Math.round(3.2 * remPx()), space: Math.round(4.5 * remPx()) }, axis),
+        Object.assign({ size: Math.round(3.5 * remPx()) }, axis),
+      ],
       scales: { y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
       legend: { live: true },
       cursor: { drag: { x: false, y: false } },

@@ -208,35 +208,51 @@ def read_rollup_series(
 ) -> dict[str, list[tuple[datetime, float]]]:
     """Connections per service per minute from the balancer rollups (the minute's last count).
 
-    Summed per backend in SQL; a backend's minutes go to the service most of its members
-    belong to (a backend is one service's pool in practice).
+    A backend whose members all belong to one service (the usual pool) is summed in SQL; the
+    members of a backend shared by several services are read one by one.
     """
-    owners: dict[tuple[str, str], dict[str, int]] = {}
+    owners: dict[tuple[str, str], set[str]] = {}
+    service_of_member: dict[tuple[str, str, str], str] = {}
     for m in members:
         if m.sessions is None:
             continue
-        votes = owners.setdefault((m.balancer, m.backend), {})
-        votes[m.service] = votes.get(m.service, 0) + 1
-    if not owners:
-        return {}
-    service_of = {key: max(votes, key=lambda s: (votes[s], s)) for key, votes in owners.items()}
-    rows = db.execute(
-        select(
-            rollups_t.c.balancer,
-            rollups_t.c.backend,
-            rollups_t.c.minute_at,
-            func.sum(rollups_t.c.sessions_last),
-        )
-        .where(rollups_t.c.minute_at >= since, rollups_t.c.backend != "")
-        .group_by(rollups_t.c.balancer, rollups_t.c.backend, rollups_t.c.minute_at)
-    )
+        owners.setdefault((m.balancer, m.backend), set()).add(m.service)
+        service_of_member[(m.balancer, m.backend, m.server)] = m.service
+    pools = {key: next(iter(found)) for key, found in owners.items() if len(found) == 1}
+    shared = sorted({key[1] for key, found in owners.items() if len(found) > 1})
     per_minute: dict[str, dict[datetime, float]] = {}
-    for balancer, backend, minute_at, total in rows:
-        service = service_of.get((balancer, backend))
-        if service is None:
-            continue
-        minutes = per_minute.setdefault(service, {})
-        minutes[minute_at] = minutes.get(minute_at, 0.0) + float(total)
+
+    def add(service: str | None, minute_at: datetime, value) -> None:
+        if service is not None:
+            minutes = per_minute.setdefault(service, {})
+            minutes[minute_at] = minutes.get(minute_at, 0.0) + float(value)
+
+    if pools:
+        rows = db.execute(
+            select(
+                rollups_t.c.balancer,
+                rollups_t.c.backend,
+                rollups_t.c.minute_at,
+                func.sum(rollups_t.c.sessions_last),
+            )
+            .where(rollups_t.c.minute_at >= since, rollups_t.c.backend != "")
+            .group_by(rollups_t.c.balancer, rollups_t.c.backend, rollups_t.c.minute_at)
+        )
+        for balancer, backend, minute_at, total in rows:
+            add(pools.get((balancer, backend)), minute_at, total)
+    if shared:
+        rows = db.execute(
+            select(
+                rollups_t.c.balancer,
+                rollups_t.c.backend,
+                rollups_t.c.server,
+                rollups_t.c.minute_at,
+                rollups_t.c.sessions_last,
+            ).where(rollups_t.c.minute_at >= since, rollups_t.c.backend.in_(shared))
+        )
+        for balancer, backend, server, minute_at, last in rows:
+            if (balancer, backend) not in pools:
+                add(service_of_member.get((balancer, backend, server)), minute_at, last)
     return {service: sorted(minutes.items()) for service, minutes in per_minute.items()}
 
 
