@@ -420,11 +420,20 @@ def _observed_at(service, source: SourceView | None) -> datetime:
     return service.observed_at
 
 
-def service_detail_json(detail: ServiceDetail, source: SourceView | None) -> dict:
-    """Render a service as DESIGN §5 `GET /api/v1/services/<name>`."""
+def service_detail_json(
+    detail: ServiceDetail, source: SourceView | None, lb: dict[str, list[dict]] | None = None
+) -> dict:
+    """Render a service as DESIGN §5 `GET /api/v1/services/<name>`.
+
+    `lb` holds the balancer rows by instance id (`app.queries.balancers.lb_rows_by_instance`).
+    """
     ids = {i.id: i for i in detail.instances}
+    lb = lb or {}
     body = service_summary_json(detail.service, source)
-    body["instances"] = [_instance_json(inst, detail.checks) for inst in detail.instances]
+    body["instances"] = [
+        _instance_json(inst, detail.checks, [] if inst.gone_at else lb.get(inst.source_id, []))
+        for inst in detail.instances
+    ]
     body["meta"] = dict(detail.service.meta or {})
     body["transitions"] = [
         {
@@ -441,7 +450,7 @@ def service_detail_json(detail: ServiceDetail, source: SourceView | None) -> dic
     return body
 
 
-def _instance_json(inst: Instance, checks: dict[int, list[Check]]) -> dict:
+def _instance_json(inst: Instance, checks: dict[int, list[Check]], lb: list[dict]) -> dict:
     return {
         "id": inst.source_id,
         "node": inst.node,
@@ -464,7 +473,7 @@ def _instance_json(inst: Instance, checks: dict[int, list[Check]]) -> dict:
             }
             for c in checks.get(inst.id, [])
         ],
-        "lb": [],
+        "lb": lb,
         "observed_at": iso(inst.observed_at),
         "gone_at": iso(inst.gone_at),
     }

@@ -102,8 +102,8 @@ class CatalogMatch:
         return self.by_name.get(server)
 
 
-def load_catalog_match(session: Session, balancer: str) -> CatalogMatch:
-    """Index the live catalog instances that members can match (not the balancer's own)."""
+def load_catalog_match(session: Session) -> CatalogMatch:
+    """Index the live catalog instances members can match: not those the balancers made."""
     rows = session.execute(
         select(
             services_t.c.name, instances_t.c.source_id, instances_t.c.address, instances_t.c.port
@@ -112,7 +112,7 @@ def load_catalog_match(session: Session, balancer: str) -> CatalogMatch:
         .where(
             instances_t.c.gone_at.is_(None),
             services_t.c.gone_at.is_(None),
-            services_t.c.source != balancer,
+            services_t.c.source.not_in(select(balancers_t.c.name)),
         )
         .order_by(services_t.c.name, instances_t.c.source_id)
     )
@@ -131,7 +131,7 @@ def apply_balancer_update(session: Session, source: str, upd: BalancerUpdate) ->
     at = upd.observed_at
     connection = session.connection()
     balancer_id = _upsert_balancer(session, upd, changes)
-    catalog = load_catalog_match(session, upd.balancer)
+    catalog = load_catalog_match(session)
 
     old_members = {
         (row.backend, row.server): row._asdict()

@@ -7,6 +7,7 @@ import json
 from flask import Blueprint, abort, current_app, jsonify, redirect, request, url_for
 
 from app.auth.access import public, require
+from app.queries.balancers import balancer_only_instances_json, lb_rows_by_instance
 from app.queries.services import (
     get_service,
     list_services,
@@ -42,7 +43,10 @@ def service(name: str):
         if found is None:
             abort(404, f"no service named {quote_input(name)} has been seen")
         sources = {s.name: s for s in current_sources(db)}
-        body = service_detail_json(found, sources.get(found.service.source))
+        lb = lb_rows_by_instance(db, name, sources, ctx.clock())
+        body = service_detail_json(found, sources.get(found.service.source), lb)
+    known = {i.source_id for i in found.current_instances}
+    body["instances"].extend(balancer_only_instances_json(lb, known))
     return jsonify(body)
 
 

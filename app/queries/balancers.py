@@ -1,0 +1,165 @@
+"""Balancer members as the service pages and the API show them, matched to catalog instances.
+
+A member is matched to a catalog instance by address:port, else by name (DESIGN §6); one that
+matches none belongs to the service named like its backend, under its server name. The
+store makes those balancer-only members catalog instances of their own service
+(`app/store/balancers.py`); here each service gets the rows of the members that are its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from app.models import Balancer, BalancerMember, Instance, Service
+from app.queries.sources import SourceView, iso
+from app.store.balancers import CHECK_STATUS, load_catalog_match
+
+balancers_t = Balancer.__table__
+members_t = BalancerMember.__table__
+instances_t = Instance.__table__
+services_t = Service.__table__
+
+_MEMBER_COLUMNS = [
+    members_t.c[name]
+    for name in (
+        "backend",
+        "server",
+        "address",
+        "port",
+        "state",
+        "status",
+        "transitional",
+        "check_status",
+        "weight",
+        "backup",
+        "sessions",
+        "session_limit",
+        "check_failures",
+        "last_change_s",
+    )
+]
+_BALANCER_COLUMNS = [
+    balancers_t.c.name.label("balancer"),
+    balancers_t.c.kind,
+    balancers_t.c.observed_at,
+    balancers_t.c.per_server_sessions,
+]
+
+
+def lb_rows_by_instance(
+    db: Session,
+    service: str,
+    sources: Mapping[str, SourceView],
+    now: datetime,
+) -> dict[str, list[dict]]:
+    """Return DESIGN §5 `lb` rows of one service's members, keyed by instance id.
+
+    Matched members are keyed by the catalog instance's id, balancer-only members by their
+    server name. A member matched to another service's instance is never listed here, even
+    when its backend is named like this service. A balancer no longer configured is stale.
+    """
+    own = db.execute(
+        select(instances_t.c.source_id, instances_t.c.address, instances_t.c.port)
+        .join(services_t, services_t.c.id == instances_t.c.service_id)
+        .where(services_t.c.name == service, instances_t.c.gone_at.is_(None))
+    ).all()
+    ids = sorted({row.source_id for row in own})
+    addresses = sorted({row.address for row in own if row.address})
+    candidates = or_(
+        members_t.c.backend == service,
+        members_t.c.server.in_(ids),
+        members_t.c.address.in_(addresses),
+    )
+    rows = db.execute(
+        select(*_BALANCER_COLUMNS, *_MEMBER_COLUMNS)
+        .join(balancers_t, balancers_t.c.id == members_t.c.balancer_id)
+        .where(candidates)
+        .order_by(balancers_t.c.name, members_t.c.backend, members_t.c.server)
+    ).all()
+    if not rows:
+        return {}
+    catalog = load_catalog_match(db)
+    found: dict[str, list[dict]] = {}
+    for row in rows:
+        match = catalog.find(row.address, row.port, row.server)
+        if match is not None and match[0] == service:
+            key = match[1]
+        elif match is None and row.backend == service:
+            key = row.server
+        else:
+            continue
+        found.setdefault(key, []).append(lb_row_json(row, sources.get(row.balancer), now))
+    return found
+
+
+def lb_row_json(row, source: SourceView | None, now: datetime) -> dict:
+    """Render one member as an `lb` row: what its balancer says of it, and how fresh that is."""
+    stale = source.stale if source is not None else True
+    return {
+        "balancer": row.balancer,
+        "kind": row.kind,
+        "backend": row.backend,
+        "server": row.server,
+        "address": row.address,
+        "port": row.port,
+        "state": row.state,
+        "status": row.status,
+        "transitional": row.transitional,
+        "check_status": row.check_status or None,
+        "weight": row.weight,
+        "backup": row.backup,
+        # None, never 0, when the balancer cannot count per server (nginx OSS).
+        "sessions": row.sessions if row.per_server_sessions else None,
+        "session_limit": row.session_limit,
+        "check_failures": row.check_failures,
+        "last_change_s": row.last_change_s,
+        "observed_at": iso(row.observed_at),
+        "age_s": round((now - row.observed_at).total_seconds(), 1),
+        "stale": stale,
+    }
+
+
+def balancer_only_instances_json(lb: Mapping[str, list[dict]], known_ids: set[str]) -> list[dict]:
+    """Render the members keyed by no catalog instance of the service as instances of their own.
+
+    They are a backend's unmatched members when the service of that name belongs to another
+    source (the catalog keeps one source per service): listed, never counted in its rollup.
+    """
+    extra = []
+    for server, rows in sorted(lb.items()):
+        if server in known_ids:
+            continue
+        first = rows[0]
+        checked = first["state"] in CHECK_STATUS
+        extra.append(
+            {
+                "id": server,
+                "node": "",
+                "address": first["address"],
+                "port": first["port"],
+                "health": member_health(first) if checked else "unknown",
+                "maintenance": first["state"] == "maint",
+                "maintenance_reason": None,
+                "version": None,
+                "tags": [],
+                "meta": {"balancer": first["balancer"], "backend": first["backend"]},
+                "checks": [],
+                "lb": rows,
+                "source": first["balancer"],
+                "observed_at": first["observed_at"],
+                "gone_at": None,
+            }
+        )
+    return extra
+
+
+def member_health(row: Mapping) -> str:
+    """Name a member's health as a catalog instance's would read (maintenance apart)."""
+    if row["state"] == "maint":
+        return "maintenance"
+    status = CHECK_STATUS.get(row["state"], "unknown")
+    return "warning" if status == "passing" and row["transitional"] else status
