@@ -6,6 +6,7 @@ import dataclasses
 import ipaddress
 import json
 import os
+import re
 import tomllib
 import types
 import typing
@@ -61,9 +62,69 @@ class ConsulConfig:
     wait_s: int = 60
 
 
+# PromQL templates per preset; {label}, {window} and {quantile} are filled in, nothing else.
+# Every template aggregates `by ({label})`, so one query answers for every service.
+PROMQL_PRESETS: dict[str, dict[str, str]] = {
+    # OpenTelemetry semantic conventions: http.server.request.duration, seconds.
+    "otel": {
+        "rate_query": (
+            "sum by ({label}) (rate(http_server_request_duration_seconds_count[{window}]))"
+        ),
+        "error_ratio_query": (
+            "(sum by ({label}) (rate(http_server_request_duration_seconds_count"
+            '{http_response_status_code=~"5.."}[{window}]))'
+            " or sum by ({label}) (rate(http_server_request_duration_seconds_count[{window}])) * 0)"
+            " / sum by ({label}) (rate(http_server_request_duration_seconds_count[{window}]))"
+        ),
+        "latency_query": (
+            "histogram_quantile({quantile}, sum by ({label}, le)"
+            " (rate(http_server_request_duration_seconds_bucket[{window}])))"
+        ),
+    },
+    # The classic client-library names: http_requests_total{status} and a seconds histogram.
+    "classic": {
+        "rate_query": "sum by ({label}) (rate(http_requests_total[{window}]))",
+        "error_ratio_query": (
+            '(sum by ({label}) (rate(http_requests_total{status=~"5.."}[{window}]))'
+            " or sum by ({label}) (rate(http_requests_total[{window}])) * 0)"
+            " / sum by ({label}) (rate(http_requests_total[{window}]))"
+        ),
+        "latency_query": (
+            "histogram_quantile({quantile}, sum by ({label}, le)"
+            " (rate(http_request_duration_seconds_bucket[{window}])))"
+        ),
+    },
+}
+
+
 @dataclass(frozen=True)
 class PrometheusConfig:
     url: str = "http://127.0.0.1:9090"
+    # Which default PromQL templates to use; a *_query key set here replaces its template.
+    preset: str = "otel"
+    service_label: str = "service"
+    window: str = "5m"
+    rate_query: str = ""
+    error_ratio_query: str = ""
+    # Must answer in seconds; Quarterdeck shows milliseconds.
+    latency_query: str = ""
+    push_gauge: str = "push_connections_active"
+    push_service_label: str = "service"
+    push_instance_label: str = "instance"
+    alert_service_label: str = "service"
+    timeout_s: int = 5
+    # On-demand chart reads (range queries) get their own, short timeout.
+    range_timeout_s: int = 3
+
+    def template(self, key: str) -> str:
+        """Return the PromQL template for `key` (rate_query, ...): the configured or preset one."""
+        return getattr(self, key) or PROMQL_PRESETS[self.preset][key]
+
+
+@dataclass(frozen=True)
+class AlertmanagerConfig:
+    url: str = "http://127.0.0.1:9093"
+    timeout_s: int = 5
 
 
 @dataclass(frozen=True)
@@ -124,6 +185,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     consul: ConsulConfig | None = None
     prometheus: PrometheusConfig | None = None
+    alertmanager: AlertmanagerConfig | None = None
     redis: RedisConfig | None = None
     haproxy: tuple[HAProxyConfig, ...] = ()
     nginx: tuple[NginxConfig, ...] = ()
@@ -146,6 +208,7 @@ _SECTIONS: dict[str, tuple[type, bool]] = {
     "auth": (AuthConfig, False),
     "consul": (ConsulConfig, False),
     "prometheus": (PrometheusConfig, False),
+    "alertmanager": (AlertmanagerConfig, False),
     "redis": (RedisConfig, False),
     "haproxy": (HAProxyConfig, True),
     "nginx": (NginxConfig, True),
@@ -159,6 +222,7 @@ _URL_SCHEMES: dict[tuple[str, str], tuple[str, ...]] = {
     ("store", "url"): ("sqlite", "postgresql", "postgresql+psycopg"),
     ("consul", "url"): ("http", "https"),
     ("prometheus", "url"): ("http", "https"),
+    ("alertmanager", "url"): ("http", "https"),
     ("redis", "url"): ("redis", "rediss", "unix"),
     ("haproxy", "stats_url"): ("http", "https"),
     ("haproxy", "runtime"): ("tcp", "unix"),
@@ -319,6 +383,10 @@ def _check_consistency(config: Config, where: str) -> None:
             raise ConfigError(f"{where}: [server] {key} must be at least 1")
     if config.collect.interval_s < 1:
         raise ConfigError(f"{where}: [collect] interval_s must be at least 1")
+    if config.prometheus is not None:
+        _check_prometheus(config.prometheus, where)
+    if config.alertmanager is not None and config.alertmanager.timeout_s < 1:
+        raise ConfigError(f"{where}: [alertmanager] timeout_s must be at least 1")
     for svc in config.static_services:
         for instance in svc.instances:
             host, sep, port = instance.rpartition(":")
@@ -327,6 +395,48 @@ def _check_consistency(config: Config, where: str) -> None:
                     f"{where}: [[static_services]] '{svc.name}' instance '{instance}' "
                     "must be HOST:PORT"
                 )
+
+
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+# A PromQL duration: one or more number-unit pairs, largest unit first (1h30m, 5m, 90s).
+_DURATION = re.compile(r"(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?")
+
+
+def _check_prometheus(prom: PrometheusConfig, where: str) -> None:
+    if prom.preset not in PROMQL_PRESETS:
+        presets = ", ".join(f"'{p}'" for p in PROMQL_PRESETS)
+        raise ConfigError(
+            f"{where}: [prometheus] preset = '{prom.preset}' must be one of {presets}"
+        )
+    for key in (
+        "service_label",
+        "push_service_label",
+        "push_instance_label",
+        "alert_service_label",
+    ):
+        value = getattr(prom, key)
+        if not _LABEL_NAME.fullmatch(value):
+            raise ConfigError(f"{where}: [prometheus] {key} = '{value}' is not a label name")
+    if not _METRIC_NAME.fullmatch(prom.push_gauge):
+        raise ConfigError(
+            f"{where}: [prometheus] push_gauge = '{prom.push_gauge}' is not a metric name"
+        )
+    if not prom.window or not _DURATION.fullmatch(prom.window):
+        raise ConfigError(
+            f"{where}: [prometheus] window = '{prom.window}' is not a PromQL duration (e.g. 5m)"
+        )
+    for key in ("rate_query", "error_ratio_query", "latency_query"):
+        template = prom.template(key)
+        if "{label}" not in template:
+            raise ConfigError(
+                f"{where}: [prometheus] {key} must aggregate by {{label}} (one query, all services)"
+            )
+        if key == "latency_query" and "{quantile}" not in template:
+            raise ConfigError(f"{where}: [prometheus] latency_query must use {{quantile}}")
+    for key in ("timeout_s", "range_timeout_s"):
+        if getattr(prom, key) < 1:
+            raise ConfigError(f"{where}: [prometheus] {key} must be at least 1")
 
 
 def _is_port(text: str, lowest: int = 1) -> bool:

@@ -23,6 +23,7 @@ missing_server_packages() {
   have redis-server || echo redis-server
   have_postgres || echo postgresql
   have prometheus || echo prometheus
+  have prometheus-alertmanager || echo prometheus-alertmanager
   have haproxy || echo haproxy
   have nginx || echo nginx-light
   have chromium || echo chromium

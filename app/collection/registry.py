@@ -6,9 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.config import Config
+from app.config import Config, PrometheusConfig
+from collectors.alertmanager import AlertmanagerCollector
 from collectors.base import Collector
 from collectors.haproxy import HAProxyCollector
+from collectors.prometheus import PrometheusCollector
 from collectors.static import StaticCollector, StaticService
 
 
@@ -38,7 +40,12 @@ def configured_sources(config: Config, clock: Callable[[], datetime]) -> list[Co
         sources.append(ConfiguredSource("static", "static", static, polled_stale))
     # Their collectors come with their own issues; until then they are listed as disabled.
     if config.prometheus is not None:
-        sources.append(ConfiguredSource("prometheus", "prometheus", None, polled_stale))
+        prometheus = PrometheusCollector.from_config(config.prometheus, clock=clock)
+        sources.append(ConfiguredSource("prometheus", "prometheus", prometheus, polled_stale))
+    if config.alertmanager is not None:
+        label = (config.prometheus or PrometheusConfig()).alert_service_label
+        alertmanager = AlertmanagerCollector.from_config(config.alertmanager, label, clock=clock)
+        sources.append(ConfiguredSource("alertmanager", "alertmanager", alertmanager, polled_stale))
     if config.redis is not None:
         sources.append(ConfiguredSource("redis", "redis", None, polled_stale))
     for haproxy in config.haproxy:

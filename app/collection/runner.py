@@ -10,23 +10,18 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from app.collection.unrecorded import HeldRun, RunRecord
+from app.collection.written import Written
 from app.context import Quarterdeck
 from app.models import CollectorRun, SourceStatus
 from app.queries.services import service_topic
 from app.store.balancers import apply_balancer_update
 from app.store.catalog import apply_catalog_update
+from app.store.metrics import write_alerts, write_push_gauge, write_red, write_targets
 from collectors.balancers import BalancerUpdate
 from collectors.base import CatalogUpdate, Collector, SourceUnavailable
+from collectors.metrics import AlertsUpdate, PushGaugeUpdate, RedUpdate, TargetsUpdate
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Written:
-    """What a store writer did with one record: counts for the run, live topics to wake."""
-
-    counts: dict[str, int]
-    topics: frozenset[str] = frozenset()
 
 
 def write_catalog_update(db, source: str, update: CatalogUpdate) -> Written:
@@ -55,6 +50,10 @@ def write_balancer_update(db, source: str, update: BalancerUpdate) -> Written:
 RECORD_WRITERS: dict[type, Callable[..., Written]] = {
     CatalogUpdate: write_catalog_update,
     BalancerUpdate: write_balancer_update,
+    RedUpdate: write_red,
+    PushGaugeUpdate: write_push_gauge,
+    TargetsUpdate: write_targets,
+    AlertsUpdate: write_alerts,
 }
 
 

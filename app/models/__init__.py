@@ -4,6 +4,7 @@ from app.models.balancers import Balancer, BalancerMember, BalancerProxyState, B
 from app.models.base import Base, utcnow
 from app.models.catalog import Instance, Service, ServiceUpstream
 from app.models.health import Check, HealthTransition
+from app.models.metrics import FiringAlertRow, PushGauge, ScrapeTarget, ServiceRedFigure
 from app.models.samples import Sample
 from app.models.sources import CollectorRun, SourceStatus
 from app.models.users import ROLES, ApiToken, SignInFailure, User, UserSession
@@ -17,11 +18,15 @@ __all__ = [
     "BalancerRollup",
     "Base",
     "Check",
+    "FiringAlertRow",
     "CollectorRun",
     "HealthTransition",
+    "PushGauge",
     "Instance",
     "Sample",
+    "ScrapeTarget",
     "Service",
+    "ServiceRedFigure",
     "ServiceUpstream",
     "SignInFailure",
     "SourceStatus",

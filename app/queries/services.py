@@ -11,6 +11,7 @@ from sqlalchemy import Row, null, select
 from sqlalchemy.orm import Session, selectinload
 
 from app.models import Check, HealthTransition, Instance, Service, ServiceUpstream
+from app.queries.metrics import AlertView, RedFigures, service_alerts, service_red
 from app.queries.sources import SourceView, iso
 from app.queries.strips import (
     WINDOW,
@@ -258,6 +259,8 @@ class ServiceDetail:
     used_by: list[Neighbour] = field(default_factory=list)
     proxies: list[ProxyView] = field(default_factory=list)
     proxy_for: Neighbour | None = None
+    red: RedFigures | None = None  # Prometheus's current figures for the service
+    alerts: list[AlertView] = field(default_factory=list)  # firing now, unsilenced first
 
     @property
     def current_instances(self) -> list[Instance]:
@@ -323,6 +326,8 @@ def get_service(
         instance_strips={i: strip_segments(s, start_at, now) for i, s in spans.items()},
     )
     _add_neighbours(db, detail)
+    detail.red = service_red(db, service.name)
+    detail.alerts = service_alerts(db, service.name)
     return detail
 
 
@@ -421,12 +426,17 @@ def _observed_at(service, source: SourceView | None) -> datetime:
 
 
 def service_detail_json(
-    detail: ServiceDetail, source: SourceView | None, lb: dict[str, list[dict]] | None = None
+    detail: ServiceDetail,
+    source: SourceView | None,
+    lb: dict[str, list[dict]] | None = None,
+    sources: dict[str, SourceView] | None = None,
 ) -> dict:
     """Render a service as DESIGN §5 `GET /api/v1/services/<name>`.
 
-    `lb` holds the balancer rows by instance id (`app.queries.balancers.lb_rows_by_instance`).
+    `lb` holds the balancer rows by instance id (`app.queries.balancers.lb_rows_by_instance`);
+    `sources` (every source by name) marks the RED figures and alerts stale with their source.
     """
+    sources = sources or {}
     ids = {i.id: i for i in detail.instances}
     lb = lb or {}
     body = service_summary_json(detail.service, source)
@@ -447,7 +457,17 @@ def service_detail_json(
         }
         for t in detail.transitions
     ]
+    red = detail.red
+    body["red"] = red.to_json(sources.get(red.source)) if red is not None else None
+    body["alerts"] = [
+        {**a.to_json(), "stale": any(_is_stale(sources.get(s)) for s in a.sources)}
+        for a in detail.alerts
+    ]
     return body
+
+
+def _is_stale(source: SourceView | None) -> bool:
+    return source.stale if source is not None else False
 
 
 def _instance_json(inst: Instance, checks: dict[int, list[Check]], lb: list[dict]) -> dict:

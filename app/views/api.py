@@ -44,7 +44,7 @@ def service(name: str):
             abort(404, f"no service named {quote_input(name)} has been seen")
         sources = {s.name: s for s in current_sources(db)}
         lb = lb_rows_by_instance(db, name, sources, ctx.clock())
-        body = service_detail_json(found, sources.get(found.service.source), lb)
+        body = service_detail_json(found, sources.get(found.service.source), lb, sources)
     known = {i.source_id for i in found.current_instances}
     body["instances"].extend(balancer_only_instances_json(lb, known))
     return jsonify(body)

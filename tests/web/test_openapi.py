@@ -22,6 +22,7 @@ from app.factory import create_app
 from app.queries.services import HEALTH_FILTERS
 from demo.consul import ConsulDouble
 from demo.fleet_seed import seed_demo_fleet
+from tests.fixtures.processes import free_port
 
 OPENAPI_FILE = Path(__file__).resolve().parents[2] / "static" / "openapi.json"
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
@@ -174,7 +175,8 @@ def fleet_app(make_qd, make_token):
                 name="legacy-billing", instances=("10.0.4.7:9301",), tags=("version=2024.3",)
             ),
         ),
-        prometheus=PrometheusConfig(),
+        # Nothing listens there: its pass fails, so the prometheus source shows an error.
+        prometheus=PrometheusConfig(url=f"http://127.0.0.1:{free_port()}"),
         haproxy=(HAProxyConfig(name="edge", stats_url="http://127.0.0.1:8404/stats;csv"),),
     )
     sources = {s.name: s for s in configured_sources(qd.config, qd.clock)}
@@ -192,6 +194,7 @@ def fleet_app(make_qd, make_token):
         _pass(qd, collector)
         consul.stop()
         assert not run_pass(qd, collector).ok  # now the data is stale, with an error
+        assert not run_pass(qd, sources["prometheus"].collector).ok
     finally:
         collector.close()
         consul.stop()
