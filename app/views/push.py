@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 
 from app.auth.access import require
 from app.queries.push.chart import CHART_ID, current_point
-from app.queries.push.reading import read_push_connections, read_rollup_chart
+from app.queries.push.reading import read_chart, read_push_connections
 from app.views.common import current_sources, qd, render_page_or_part
 
 bp = Blueprint("push", __name__)
@@ -33,7 +33,10 @@ def index():
     now = ctx.clock()
     with ctx.store.session() as db:
         push, sources = _read(db, now)
-        chart = read_rollup_chart(db, push, now)
+        # The live part appends to the chart already drawn: only the whole page needs the hour.
+        chart = None
+        if not request.headers.get("HX-Request"):
+            chart = read_chart(db, push, now, ctx.config.prometheus)
     return render_page_or_part(
         "push/index.html",
         "push/_body.html",

@@ -11,6 +11,7 @@ from app.queries.push import (
     MemberCount,
     count_connections,
 )
+from app.queries.push.chart import build_chart, current_point, with_current_point
 
 NOW = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)
 
@@ -184,3 +185,28 @@ def test_hostile_names_pass_through_as_data():
     name = '<img src=x onerror="alert(1)">'
     result = count_connections([member("s1", 1, service=name)], [], [])
     assert result.to_json()["by_service"][0]["service"] == name
+
+
+def test_the_chart_puts_services_on_one_grid_with_their_total():
+    series = {
+        "push": [(NOW - timedelta(minutes=2), 4.0), (NOW - timedelta(minutes=1), 6.0)],
+        "chat": [(NOW - timedelta(minutes=1), 1.0)],
+        "old": [(NOW - timedelta(hours=2), 9.0)],  # outside the hour
+    }
+    chart = build_chart(series, now=NOW, step_s=60, source="rollups")
+    assert [s["key"] for s in chart.series] == ["total", "service:chat", "service:push"]
+    assert chart.series[0]["values"] == [4, 7]
+    assert chart.series[1]["values"] == [None, 1]  # a gap, not a zero
+    assert chart.summary() == {"last": 7, "low": 4, "high": 7}
+
+
+def test_the_point_of_now_draws_a_stale_number_as_a_gap():
+    fresh = count_connections([member("s1", 5)], [], [])
+    stale = count_connections([member("s1", 5, stale=True)], [], [])
+    assert current_point(fresh, NOW)["series"][0]["values"] == [5]
+    assert current_point(stale, NOW)["series"][0]["values"] == [None]
+    chart = build_chart({"push": [(NOW - timedelta(minutes=1), 3.0)]}, now=NOW, step_s=60,
+                        source="rollups")  # fmt: skip
+    chart = with_current_point(chart, fresh, NOW)
+    assert chart.series[0]["values"] == [3, 5]
+    assert chart.times[-1] == int(NOW.timestamp())

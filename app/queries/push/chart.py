@@ -82,7 +82,8 @@ def build_chart(
     for service, points in per_service.items():
         buckets: dict[int, float | None] = {}
         for at, value in sorted(points, key=lambda p: p[0]):
-            if at < start or at > now:
+            # A range query's end is rounded to the second: its last point may pass `now`.
+            if at < start or at > now + timedelta(seconds=step_s):
                 continue
             buckets[_bucket(at, step_s)] = value
         if buckets:

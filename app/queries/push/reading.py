@@ -7,13 +7,15 @@ the service named like its backend. A balancer whose source is not fresh has sta
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.config import PrometheusConfig
 from app.models import Balancer, BalancerMember, BalancerRollup, Instance, Service
+from app.queries.metrics import push_gauge_by_instance
 from app.queries.push.chart import (
     CHART_WINDOW,
     ConnectionsChart,
@@ -30,6 +32,8 @@ from app.queries.push.inputs import (
 )
 from app.queries.sources import SourceView
 from app.store.balancers import CatalogMatch
+from collectors.base import SourceUnavailable
+from collectors.prometheus import PrometheusReader, push_connections_by_service
 
 balancers_t = Balancer.__table__
 members_t = BalancerMember.__table__
@@ -256,20 +260,27 @@ def read_rollup_series(
     return {service: sorted(minutes.items()) for service, minutes in per_minute.items()}
 
 
+def read_gauges(db: Session, sources: Mapping[str, SourceView]) -> list[GaugeCount]:
+    """The stored Prometheus push gauge of every instance."""
+    return [
+        GaugeCount(r.service, r.instance, r.connections, r.observed_at, is_stale(sources, r.source))
+        for r in push_gauge_by_instance(db)
+    ]
+
+
 def read_push_connections(
     db: Session,
     sources: Mapping[str, SourceView],
     now: datetime,
     *,
-    gauges: Iterable[GaugeCount] = (),
     gauge_configured: bool = False,
 ) -> PushConnections:
-    """Count push connections from everything the store holds (and the gauge, when read)."""
+    """Count push connections from everything the store holds."""
     catalog = read_catalog(db)
     members = read_members(db, sources, catalog)
     return count_connections(
         members,
-        gauges,
+        read_gauges(db, sources),
         read_balancer_totals(db, sources),
         catalog,
         read_drain_history(db, members, now),
@@ -282,9 +293,32 @@ def members_of(push: PushConnections) -> list[MemberCount]:
     return [m for s in push.services for i in s.instances for m in i.members]
 
 
-def read_rollup_chart(db: Session, push: PushConnections, now: datetime) -> ConnectionsChart:
-    """The last hour from the balancer rollups, ending with the counts of now."""
+def read_chart(
+    db: Session, push: PushConnections, now: datetime, prometheus: PrometheusConfig | None
+) -> ConnectionsChart:
+    """The last hour, ending with the counts of now: from Prometheus, else the rollups.
+
+    Prometheus keeps the gauge's history, so it is asked (one range query, its own short
+    timeout); when it is not configured, has no push series or does not answer, the balancer
+    rollups draw the hour, and the chart says why.
+    """
+    note = ""
+    if prometheus is not None:
+        reader = PrometheusReader(prometheus.url, prometheus.range_timeout_s)
+        try:
+            series = push_connections_by_service(reader, prometheus, now, CHART_WINDOW)
+        except SourceUnavailable as exc:
+            note = f"Prometheus could not draw the hour ({exc.reason}); the balancer rollups do."
+        else:
+            if series:
+                step = max(int(CHART_WINDOW.total_seconds() // 60), 1)
+                chart = build_chart(series, now=now, step_s=step, source="prometheus")
+                return with_current_point(chart, push, now)
+            note = (
+                f"Prometheus has no {prometheus.push_gauge} series; the balancer rollups draw it."
+            )
+        finally:
+            reader.close()
     series = read_rollup_series(db, members_of(push), now - CHART_WINDOW)
-    return with_current_point(
-        build_chart(series, now=now, step_s=ROLLUP_STEP_S, source="rollups"), push, now
-    )
+    chart = build_chart(series, now=now, step_s=ROLLUP_STEP_S, source="rollups", note=note)
+    return with_current_point(chart, push, now)
