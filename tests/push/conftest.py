@@ -55,14 +55,18 @@ class PushEdge:
         assert answer.strip() == "", answer
 
     def wait_all_up(self) -> None:
-        names = [f"s{n}" for n in range(1, len(self.servers) + 1)]
+        """Wait until every server is UP."""
+        self.wait_up(*(f"s{n}" for n in range(1, len(self.servers) + 1)))
 
-        def all_up() -> bool:
+    def wait_up(self, *names: str) -> None:
+        """Wait until these servers are UP."""
+
+        def up() -> bool:
             [update] = self.collector.collect()
             states = {s.server: s.state for s in update.servers}
             return all(states.get(name) == "up" for name in names)
 
-        wait_for(all_up, "every push server up")
+        wait_for(up, f"{', '.join(names)} up")
 
 
 @pytest.fixture

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import ExitStack
 
 from tests.fixtures.processes import wait_for
 from tests.fixtures.websocket import open_websockets
+from tests.web.test_openapi import OPENAPI_FILE, schema_errors
 
 
 def instances_of(body: dict, service: str = "push") -> dict[str, dict]:
@@ -101,3 +103,20 @@ def test_numbers_of_a_balancer_that_went_away_stay_and_are_marked_stale(push_edg
     assert all(i["stale"] for i in counted.values())
     assert body["total"] == 4 and body["stale"] is True
     assert body["balancers"][0]["stale"] is True
+
+
+def test_a_rich_answer_matches_the_documented_schema(push_edge):
+    edge = push_edge(3)
+    edge.set_state("s2", "maint")
+    edge.set_state("s3", "maint")
+    with open_websockets(edge.haproxy.frontend_ws_url, 4):
+        edge.set_state("s3", "ready")
+        edge.wait_up("s3")
+        edge.set_state("s1", "drain")
+        assert edge.collect().ok
+        body = edge.api()
+    assert [d["server"] for d in body["drains"]] == ["s1", "s2"]
+    document = json.loads(OPENAPI_FILE.read_text(encoding="utf-8"))
+    schema = {"$ref": "#/components/schemas/PushConnections"}
+    assert schema_errors(body, schema, document) == []
+    assert {i["state"] for i in instances_of(body).values()} == {"drain", "maint", "up"}

@@ -16,6 +16,7 @@ from app.config import (
     ConsulConfig,
     HAProxyConfig,
     PrometheusConfig,
+    RedisConfig,
     StaticServiceConfig,
 )
 from app.factory import create_app
@@ -178,6 +179,8 @@ def fleet_app(make_qd, make_token):
         # Nothing listens there: its pass fails, so the prometheus source shows an error.
         prometheus=PrometheusConfig(url=f"http://127.0.0.1:{free_port()}"),
         haproxy=(HAProxyConfig(name="edge", stats_url="http://127.0.0.1:8404/stats;csv"),),
+        # No collector reads Redis yet: it is the disabled source.
+        redis=RedisConfig(),
     )
     sources = {s.name: s for s in configured_sources(qd.config, qd.clock)}
     collector = sources["consul"].collector
@@ -301,6 +304,7 @@ def test_real_answers_of_every_documented_get_match_their_schemas(fleet_app, doc
         "/api/v1/services/{name}": [f"/api/v1/services/{n}" for n in names]
         + ["/api/v1/services/no-such-service"],
         "/api/v1/sources": ["/api/v1/sources"],
+        "/api/v1/push/connections": ["/api/v1/push/connections"],
         "/api/v1/openapi.json": ["/api/v1/openapi.json"],
         "/readyz": ["/readyz"],
     }
