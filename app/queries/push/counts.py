@@ -53,7 +53,10 @@ class Reading:
 
 @dataclass
 class InstanceCount:
-    """One instance's connections: the chosen number, where it comes from, and every reading."""
+    """One instance's connections: the chosen number, where it comes from, and every reading.
+
+    `settle()` works the figures out once every reading is in.
+    """
 
     service: str
     instance: str
@@ -62,70 +65,40 @@ class InstanceCount:
     maintenance: bool = False
     fair_share: float | None = None
     imbalanced: bool = False
+    # The readings the number is made of, and the figures drawn from them (see settle).
+    chosen: list[Reading] = field(default_factory=list)
+    connections: float | None = None  # None when no source counts them
+    source: str | None = None  # the source's name; several HAProxy balancers joined by "+"
+    source_kind: str | None = None  # haproxy | prometheus
+    stale: bool = False  # the number comes from a stale source
+    observed_at: datetime | None = None  # when the source saw it (the oldest, if several)
+    state: str = "unknown"  # the most restrictive balancer state of its members
+    active: bool = True  # it takes new connections (a fair share applies to it)
 
-    @property
-    def chosen(self) -> list[Reading]:
-        """The readings the number is made of: HAProxy before Prometheus, fresh before stale.
+    def settle(self) -> InstanceCount:
+        """Choose the readings: HAProxy before Prometheus, fresh before stale.
 
         Several HAProxy balancers in front of one instance each hold some of its connections,
         so their counts add up; Prometheus counts them all at once, so it is never added.
         """
         haproxy = [r for r in self.readings if r.kind == "haproxy"]
         gauge = [r for r in self.readings if r.kind == PROMETHEUS]
-        for group in (
-            [r for r in haproxy if not r.stale],
-            [r for r in gauge if not r.stale],
-            haproxy,
-            gauge,
-        ):
+        for group in ([r for r in haproxy if not r.stale], [r for r in gauge if not r.stale],
+                      haproxy, gauge):  # fmt: skip
             if group:
-                return group[:1] if group[0].kind == PROMETHEUS else group
-        return []
-
-    @property
-    def connections(self) -> float | None:
-        """The number of connections it holds, or None when no source counts them."""
-        chosen = self.chosen
-        return sum(r.connections for r in chosen) if chosen else None
-
-    @property
-    def source(self) -> str | None:
-        """The name of the source (or sources, joined by "+") the number comes from."""
-        chosen = self.chosen
-        return "+".join(sorted({r.source for r in chosen})) if chosen else None
-
-    @property
-    def source_kind(self) -> str | None:
-        """haproxy or prometheus."""
-        chosen = self.chosen
-        return chosen[0].kind if chosen else None
-
-    @property
-    def stale(self) -> bool:
-        """Whether the number comes from a stale source."""
-        return any(r.stale for r in self.chosen)
-
-    @property
-    def observed_at(self) -> datetime | None:
-        """When the chosen source saw the number (the oldest, when several add up)."""
-        chosen = self.chosen
-        return min(r.observed_at for r in chosen) if chosen else None
-
-    @property
-    def state(self) -> str:
-        """The balancer state: the most restrictive of its members', or "unknown"."""
+                self.chosen = group[:1] if group[0].kind == PROMETHEUS else group
+                break
+        if self.chosen:
+            self.connections = sum(r.connections for r in self.chosen)
+            self.source = "+".join(sorted({r.source for r in self.chosen}))
+            self.source_kind = self.chosen[0].kind
+            self.stale = any(r.stale for r in self.chosen)
+            self.observed_at = min(r.observed_at for r in self.chosen)
         states = [m.state for m in self.members]
-        for state in ("maint", "down", "drain"):
-            if state in states:
-                return state
-        return states[0] if states else "unknown"
-
-    @property
-    def active(self) -> bool:
-        """Whether it takes new connections (a fair share applies to it)."""
-        if self.maintenance:
-            return False
-        return all(m.state in ACTIVE_STATES for m in self.members)
+        self.state = next((s for s in ("maint", "down", "drain") if s in states),
+                          states[0] if states else "unknown")  # fmt: skip
+        self.active = not self.maintenance and all(s in ACTIVE_STATES for s in states)
+        return self
 
     def to_json(self) -> dict:
         """Render as `by_service[].instances[]` (DESIGN §5, with more)."""
@@ -156,31 +129,20 @@ class InstanceCount:
 
 @dataclass
 class ServiceCount:
-    """A service's instances and their total."""
+    """A service's instances and their total (over the settled instances)."""
 
     service: str
     instances: list[InstanceCount]
+    counted: list[InstanceCount] = field(init=False)  # the instances some source counts
+    total: float | None = field(init=False)  # None when none is counted
+    stale: bool = field(init=False)  # some number in the total is stale
+    active_count: int = field(init=False)  # how many take new connections
 
-    @property
-    def counted(self) -> list[InstanceCount]:
-        """The instances some source counts."""
-        return [i for i in self.instances if i.connections is not None]
-
-    @property
-    def total(self) -> float | None:
-        """The sum over the counted instances, or None when none is counted."""
-        counted = self.counted
-        return sum(i.connections for i in counted) if counted else None
-
-    @property
-    def stale(self) -> bool:
-        """Whether any number in the total is stale."""
-        return any(i.stale for i in self.counted)
-
-    @property
-    def active_count(self) -> int:
-        """How many instances take new connections."""
-        return sum(1 for i in self.instances if i.active)
+    def __post_init__(self) -> None:
+        self.counted = [i for i in self.instances if i.connections is not None]
+        self.total = sum(i.connections for i in self.counted) if self.counted else None
+        self.stale = any(i.stale for i in self.counted)
+        self.active_count = sum(1 for i in self.instances if i.active)
 
     def to_json(self) -> dict:
         """Render as `by_service[]`."""
@@ -317,7 +279,7 @@ def count_connections(
     services: dict[str, list[InstanceCount]] = {}
     for counted in by_key.values():
         if counted.readings or counted.members:
-            services.setdefault(counted.service, []).append(counted)
+            services.setdefault(counted.service, []).append(counted.settle())
     service_counts = [
         ServiceCount(name, sorted(found, key=lambda i: i.instance))
         for name, found in sorted(services.items())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from app.config import PrometheusConfig
@@ -23,6 +23,7 @@ from app.queries.push.chart import (
     with_current_point,
 )
 from app.queries.push.counts import PushConnections, count_connections
+from app.queries.push.drains import DRAIN_RATE_WINDOW
 from app.queries.push.inputs import (
     DRAINING_STATES,
     BalancerTotal,
@@ -91,11 +92,32 @@ def read_members(
     db: Session, sources: Mapping[str, SourceView], catalog: list[CatalogMember]
 ) -> list[MemberCount]:
     """Every balancer member with its session count, matched to its service and instance."""
+    balancers = {
+        row.id: row
+        for row in db.execute(
+            select(
+                balancers_t.c.id, balancers_t.c.name, balancers_t.c.kind, balancers_t.c.observed_at
+            )  # fmt: skip
+        )
+    }
+    # nginx has no lastchg: a member's row changes only when its configuration does.
+    nginx = [i for i, b in balancers.items() if b.kind == "nginx"]
+    changed_at = {}
+    if nginx:
+        changed_at = {
+            (row.balancer_id, row.backend, row.server): row.changed_at
+            for row in db.execute(
+                select(
+                    members_t.c.balancer_id,
+                    members_t.c.backend,
+                    members_t.c.server,
+                    members_t.c.changed_at,
+                ).where(members_t.c.balancer_id.in_(nginx))  # fmt: skip
+            )
+        }
     rows = db.execute(
         select(
-            balancers_t.c.name,
-            balancers_t.c.kind,
-            balancers_t.c.observed_at,
+            members_t.c.balancer_id,
             members_t.c.backend,
             members_t.c.server,
             members_t.c.address,
@@ -104,46 +126,38 @@ def read_members(
             members_t.c.status,
             members_t.c.sessions,
             members_t.c.last_change_s,
-            members_t.c.changed_at,
-        )
-        .join(balancers_t, balancers_t.c.id == members_t.c.balancer_id)
-        .order_by(balancers_t.c.name, members_t.c.backend, members_t.c.server)
+        ).order_by(members_t.c.balancer_id, members_t.c.backend, members_t.c.server)
     )
-    matches: dict[str, CatalogMatch] = {}
+    matches = {i: _match_for(catalog, b.name) for i, b in balancers.items()}
+    stale = {i: is_stale(sources, b.name) for i, b in balancers.items()}
     members = []
-    for row in rows:
-        match = matches.get(row.name)
-        if match is None:
-            match = matches[row.name] = _match_for(catalog, row.name)
-        found = match.find(row.address, row.port, row.server)
-        service, instance = found if found else (row.backend, row.server)
+    for balancer_id, backend, server, address, port, state, status, sessions, lastchg in rows:
+        balancer = balancers[balancer_id]
+        found = matches[balancer_id].find(address, port, server)
+        service, instance = found if found else (backend, server)
+        if lastchg is not None:
+            # HAProxy: lastchg is the seconds since the server's last state change, at the poll.
+            since = balancer.observed_at - timedelta(seconds=lastchg)
+        else:
+            since = changed_at.get((balancer_id, backend, server))
         members.append(
             MemberCount(
-                balancer=row.name,
-                kind=row.kind,
-                backend=row.backend,
-                server=row.server,
-                service=service,
-                instance=instance,
-                state=row.state,
-                status=row.status,
-                sessions=row.sessions,
-                observed_at=row.observed_at,
-                stale=is_stale(sources, row.name),
-                state_since=_state_since(row),
-            )
+                balancer.name,
+                balancer.kind,
+                backend,
+                server,
+                service,
+                instance,
+                state,
+                status,
+                sessions,
+                balancer.observed_at,
+                stale[balancer_id],
+                since,
+            )  # fmt: skip
         )
+    members.sort(key=lambda m: (m.balancer, m.backend, m.server))
     return members
-
-
-def _state_since(row) -> datetime | None:
-    # HAProxy: lastchg is the seconds since the server's last state change, as of the poll.
-    if row.last_change_s is not None:
-        return row.observed_at - timedelta(seconds=row.last_change_s)
-    # nginx has no such figure: its member row changes only when its configuration does.
-    if row.kind == "nginx":
-        return row.changed_at
-    return None
 
 
 def read_balancer_totals(db: Session, sources: Mapping[str, SourceView]) -> list[BalancerTotal]:
@@ -172,9 +186,12 @@ def read_drain_history(db: Session, members: list[MemberCount], now: datetime) -
     draining = [m for m in members if m.state in DRAINING_STATES]
     if not draining:
         return {}
-    earliest = min((m.state_since for m in draining if m.state_since), default=now)
-    since = min(earliest, now - timedelta(minutes=10)) - timedelta(minutes=1)
-    balancers = sorted({m.balancer for m in draining})
+    # Only the minutes around each start and the latest ones are read (drains.py needs no more).
+    recent = now - DRAIN_RATE_WINDOW - timedelta(minutes=2)
+    starts = sorted({m.state_since for m in draining if m.state_since and m.state_since < recent})
+    windows = [rollups_t.c.minute_at >= recent] + [
+        rollups_t.c.minute_at.between(start - timedelta(minutes=2), start) for start in starts
+    ]
     rows = db.execute(
         select(
             rollups_t.c.balancer,
@@ -185,9 +202,9 @@ def read_drain_history(db: Session, members: list[MemberCount], now: datetime) -
             rollups_t.c.sessions_last,
         )
         .where(
-            rollups_t.c.balancer.in_(balancers),
-            rollups_t.c.backend != "",
-            rollups_t.c.minute_at >= since,
+            rollups_t.c.balancer.in_(sorted({m.balancer for m in draining})),
+            rollups_t.c.server.in_(sorted({m.server for m in draining})),
+            or_(*windows),
         )
         .order_by(rollups_t.c.minute_at)
     )
