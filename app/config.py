@@ -147,6 +147,21 @@ class NginxConfig:
     status_url: str
     upstream_conf: str = ""
     reload: tuple[str, ...] = ("nginx", "-s", "reload")
+    # Checks a changed upstream file before reload; empty: the reload command with
+    # "-s reload" replaced by "-t" (DESIGN §3).
+    test: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.test:
+            object.__setattr__(self, "test", nginx_test_command(self.reload))
+
+
+def nginx_test_command(reload: tuple[str, ...]) -> tuple[str, ...]:
+    """Return `reload` with its "-s reload" replaced by "-t", or () if it has none."""
+    for i in range(len(reload) - 1):
+        if reload[i : i + 2] == ("-s", "reload"):
+            return (*reload[:i], "-t", *reload[i + 2 :])
+    return ()
 
 
 @dataclass(frozen=True)
@@ -387,6 +402,14 @@ def _check_consistency(config: Config, where: str) -> None:
         _check_prometheus(config.prometheus, where)
     if config.alertmanager is not None and config.alertmanager.timeout_s < 1:
         raise ConfigError(f"{where}: [alertmanager] timeout_s must be at least 1")
+    for nginx in config.nginx:
+        if not nginx.reload:
+            raise ConfigError(f"{where}: [[nginx]] '{nginx.name}' reload must not be empty")
+        if not nginx.test:
+            raise ConfigError(
+                f"{where}: [[nginx]] '{nginx.name}' test is not set and reload "
+                f'{list(nginx.reload)} has no "-s reload" to replace with "-t": set test'
+            )
     for svc in config.static_services:
         for instance in svc.instances:
             host, sep, port = instance.rpartition(":")

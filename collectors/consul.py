@@ -39,10 +39,13 @@ from collectors.consul_model import (
     parse_service,
 )
 from collectors.consul_reconcile import MIN_SWEEP_INTERVAL_S, SWEEP_RATE_PER_S, Reconciler
-from collectors.consul_watch import Watch
+from collectors.consul_watch import CHURN_ENTER_MOVES, Watch
 
 # Slow loops while an index churns: health stays well inside its latency goal, hints wait more.
 HEALTH_CHURN_INTERVAL_S = 0.1
+# The non-passing lists are small, so reading them often is cheap: a burst of check changes
+# (an outage flips many at once) is not churn; only a steady stream of moves is.
+HEALTH_CHURN_ENTER_MOVES = 20
 # Both non-passing lists move with the checks index: apply one only with the other caught up
 # (a check moving from critical to warning must not look passing in between), or after this.
 PAIR_WAIT_S = 0.25
@@ -72,6 +75,7 @@ class ConsulCollector:
         sweep_every_s: float = SWEEP_EVERY_S,
         sweep_rate_per_s: float = SWEEP_RATE_PER_S,
         min_sweep_interval_s: float = MIN_SWEEP_INTERVAL_S,
+        pair_wait_s: float = PAIR_WAIT_S,
     ) -> None:
         parts = urlsplit(url)
         self.name = name
@@ -93,6 +97,7 @@ class ConsulCollector:
         self.sweep_every_s = sweep_every_s
         self.sweep_rate_per_s = sweep_rate_per_s
         self.min_sweep_interval_s = min_sweep_interval_s
+        self.pair_wait_s = pair_wait_s
         # A healthy watch reports at least once per wait (plus Consul's jitter of wait/16).
         self.stale_after_s = self.wait_s * 1.25 + 15
         self._cond = threading.Condition()
@@ -134,12 +139,18 @@ class ConsulCollector:
         return lambda index, wait: self._reader.health_state(state, index, wait)
 
     def _take_health(self, answers: list[Answer]) -> tuple[int, dict]:
-        """Merge the health lists; their index is the oldest of theirs."""
-        items: dict = {}
+        """Merge the health lists, the newest last; their index is the oldest of theirs."""
         for state, answer in zip(self._health_states, answers, strict=True):
-            items.update(parse_health(answer.data, f"{HEALTH_STATE}{state}"))
             self._acl.note_read(f"{HEALTH_STATE}{state}", answer.filtered)
-        return min(a.index for a in answers), items
+        return min(a.index for a in answers), self._merge_health(answers)
+
+    def _merge_health(self, answers: list[Answer]) -> dict:
+        """The checks the lists name; a check in two lists (it moved) is taken from the newer."""
+        items: dict = {}
+        by_index = sorted(zip(self._health_states, answers, strict=True), key=lambda p: p[1].index)
+        for state, answer in by_index:
+            items.update(parse_health(answer.data, f"{HEALTH_STATE}{state}"))
+        return items
 
     def _fetch_many(self, names: list[str]) -> dict[str, Answer]:
         """Fetch services, skipping the decode of those whose index has not moved."""
@@ -239,7 +250,11 @@ class ConsulCollector:
                 raise errors[0]
             changed = {n: w for n, w in self._watches.items() if w.state.changed}
             health = [self._watches[state] for state in self._health_states]
-            if any(w.state.changed for w in health) and not self._paired(health):
+            if (
+                any(w.state.changed for w in health)
+                and not self._unambiguous(health)
+                and not self._paired(health)
+            ):
                 self._cond.wait(0.01)
                 continue
             if changed or self._fetched:
@@ -261,6 +276,23 @@ class ConsulCollector:
             self._cond.wait(max(0.01, deadline - now) if now < deadline else self.wait_s)
         return None
 
+    def _unambiguous(self, health: list[Watch]) -> bool:
+        """Whether the health lists can be applied before the others catch up with the newest.
+
+        Only a check that left every list is ambiguous: recovered, or moved to a list not read
+        since. A check that appeared or changed carries its own status, so a failure is never
+        held back waiting for the other list (caller holds the lock).
+        """
+        model = self._model
+        answers = [w.state.answer for w in health]
+        if model is None or any(a is None for a in answers):
+            return False
+        try:
+            merged = self._merge_health(answers)
+        except SourceUnavailable:
+            return False  # _apply reports it
+        return model.health.keys() <= merged.keys()
+
     def _paired(self, health: list[Watch]) -> bool:
         """Whether every health list has caught up with the newest (caller holds the lock)."""
         newest = max(w.state.index for w in health)
@@ -270,7 +302,7 @@ class ConsulCollector:
         now = time.monotonic()
         if self._pair_since is None:
             self._pair_since = now
-        if now - self._pair_since >= PAIR_WAIT_S:
+        if now - self._pair_since >= self.pair_wait_s:
             self._pair_since = None
             return True
         return False
@@ -360,12 +392,30 @@ class ConsulCollector:
 
             specs = (
                 *(
-                    (state, self._health_reader(state), HEALTH_CHURN_INTERVAL_S, f"GET {path}")
+                    (
+                        state,
+                        self._health_reader(state),
+                        HEALTH_CHURN_INTERVAL_S,
+                        HEALTH_CHURN_ENTER_MOVES,
+                        f"GET {path}",
+                    )
                     for state in self._health_states
                     for path in [f"{HEALTH_STATE}{state}"]
                 ),
-                ("catalog", self._reader.catalog_services, HINT_CHURN_INTERVAL_S, f"GET {CATALOG}"),
-                ("nodes", self._reader.catalog_nodes, HINT_CHURN_INTERVAL_S, f"GET {NODES}"),
+                (
+                    "catalog",
+                    self._reader.catalog_services,
+                    HINT_CHURN_INTERVAL_S,
+                    CHURN_ENTER_MOVES,
+                    f"GET {CATALOG}",
+                ),
+                (
+                    "nodes",
+                    self._reader.catalog_nodes,
+                    HINT_CHURN_INTERVAL_S,
+                    CHURN_ENTER_MOVES,
+                    f"GET {NODES}",
+                ),
             )
             self._watches = {
                 name: Watch(
@@ -375,12 +425,13 @@ class ConsulCollector:
                     answer=self._start_answers[name],
                     wait_s=self.wait_s,
                     churn_interval_s=interval,
+                    churn_enter_moves=enter_moves,
                     cond=self._cond,
                     stop=self._stop,
                     alive=alive,
                     describe=describe,
                 )
-                for name, read, interval, describe in specs
+                for name, read, interval, enter_moves, describe in specs
             }
             self._reconciler = Reconciler(
                 self._fetch_many,

@@ -21,7 +21,7 @@ from collectors.consul_api import Answer
 
 # Never loop faster than this, even on a quiet index (Consul may return early).
 MIN_POLL_INTERVAL_S = 0.05
-# Churn: this many index moves within a second starts the slow loop ...
+# Churn: this many index moves within a second starts the slow loop (by default) ...
 CHURN_ENTER_MOVES = 5
 # ... which ends once the index moved fewer than this many times per second over the window.
 CHURN_EXIT_PER_S = 0.5
@@ -51,6 +51,7 @@ class Watch:
         answer: Answer | None = None,
         wait_s: int,
         churn_interval_s: float,
+        churn_enter_moves: int = CHURN_ENTER_MOVES,
         cond: threading.Condition,
         stop: threading.Event,
         alive: Callable[[], bool],
@@ -63,6 +64,7 @@ class Watch:
         self._read = read
         self._wait = f"{max(1, wait_s)}s"
         self.churn_interval_s = churn_interval_s
+        self.churn_enter_moves = churn_enter_moves
         self._cond = cond
         self._stop = stop
         self._alive = alive
@@ -123,7 +125,7 @@ class Watch:
             self._moves.append(now)
             if not self.churning:
                 recent = sum(1 for t in self._moves if t >= now - 1.0)
-                self.churning = recent >= CHURN_ENTER_MOVES
+                self.churning = recent >= self.churn_enter_moves
         self._calm_down(now)
 
     def _acl_changed(self, answer: Answer) -> bool:

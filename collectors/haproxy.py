@@ -10,9 +10,10 @@ from __future__ import annotations
 import csv
 import re
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 import requests
@@ -51,6 +52,24 @@ def server_state(status: str) -> tuple[str, bool]:
     return match.group(1).lower(), match.group(2) is not None
 
 
+# Record field <- CSV column, for the counts both kinds of row carry.
+PROXY_COUNTS = (
+    ("sessions", "scur"),
+    ("max_sessions", "smax"),
+    ("session_limit", "slim"),
+    ("total_sessions", "stot"),
+    ("session_rate", "rate"),
+    ("request_rate", "req_rate"),
+    ("http_5xx", "hrsp_5xx"),
+)
+SERVER_COUNTS = (
+    *PROXY_COUNTS,
+    ("weight", "weight"),
+    ("check_failures", "chkfail"),
+    ("last_change_s", "lastchg"),
+)
+
+
 def parse_stats(text: str) -> ParsedStats:
     """Parse `show stat` CSV into servers and proxies; raise SourceUnavailable if malformed."""
     lines = text.splitlines()
@@ -63,112 +82,105 @@ def parse_stats(text: str) -> ParsedStats:
     missing = [name for name in REQUIRED_FIELDS if name not in header]
     if missing:
         raise SourceUnavailable(f"stats CSV line 1: header lacks {', '.join(missing)}")
-    columns = {name: index for index, name in enumerate(header)}
+    columns = _Columns(header)
     servers: list[BalancerServer] = []
     proxies: list[BalancerProxy] = []
-    for number, row in _rows(lines):
+    type_at = columns.index["type"]
+    # Rows hold no quoted commas in practice, but a proxy name may; csv handles both.
+    for number, row in enumerate(csv.reader(lines[1:]), start=2):
+        if not row:
+            continue
         if len(row) < len(header):
             raise SourceUnavailable(
                 f"stats CSV line {number}: {len(row)} fields where the header names {len(header)}"
             )
-        line = _Line(number, row, columns)
-        kind = row[columns["type"]]
+        kind = row[type_at]
         if kind == SERVER_TYPE:
-            servers.append(_server(line))
+            servers.append(columns.server(number, row))
         elif kind in PROXY_KINDS:
-            proxies.append(_proxy(line, PROXY_KINDS[kind]))
+            proxies.append(columns.proxy(number, row, PROXY_KINDS[kind]))
         elif not kind.isdigit():
             raise SourceUnavailable(f"stats CSV line {number}, field type: {kind!r} is no type")
     return ParsedStats(tuple(servers), tuple(proxies))
 
 
-def _rows(lines: list[str]) -> Iterator[tuple[int, list[str]]]:
-    # Rows hold no quoted commas in practice, but a proxy name may; csv handles both.
-    for number, row in enumerate(csv.reader(lines[1:]), start=2):
-        if row:
-            yield number, row
+@lru_cache(maxsize=256)
+def _cached_state(status: str) -> tuple[str, bool]:
+    return server_state(status)
 
 
-class _Line:
-    """One data row, read by header name; every error names the line and the field."""
+class _Columns:
+    """Where each field is in this CSV's rows; every error names the line and the field."""
 
-    __slots__ = ("columns", "number", "row")
+    def __init__(self, header: list[str]) -> None:
+        self.index = {name: position for position, name in enumerate(header)}
+        self.server_counts = [(f, c, self.index.get(c)) for f, c in SERVER_COUNTS]
+        self.proxy_counts = [(f, c, self.index.get(c)) for f, c in PROXY_COUNTS]
+        # Always there (REQUIRED_FIELDS):
+        self.pxname, self.svname, self.status = (
+            self.index[n] for n in ("pxname", "svname", "status")
+        )
+        # Newer or optional columns: absent ones read as empty.
+        self.addr, self.check_status, self.bck = (
+            self.index.get(n) for n in ("addr", "check_status", "bck")
+        )
 
-    def __init__(self, number: int, row: list[str], columns: dict[str, int]) -> None:
-        self.number = number
-        self.row = row
-        self.columns = columns
+    def counts(self, number: int, row: list[str], wanted) -> dict[str, int | None]:
+        values: dict[str, int | None] = {}
+        for field_name, column, position in wanted:
+            value = row[position] if position is not None else ""
+            if value == "":
+                values[field_name] = None  # HAProxy leaves a field empty when it does not apply
+            elif value.isdigit():
+                values[field_name] = int(value)
+            else:
+                raise _error(number, column, f"{value!r} is not a count")
+        return values
 
-    def text(self, name: str) -> str:
-        index = self.columns.get(name)
-        return self.row[index] if index is not None else ""
+    def server(self, number: int, row: list[str]) -> BalancerServer:
+        status = row[self.status]
+        try:
+            state, transitional = _cached_state(status)
+        except ValueError as exc:
+            raise _error(number, "status", str(exc)) from None
+        address, port = split_address(_text(row, self.addr))
+        return BalancerServer(
+            backend=row[self.pxname],
+            server=row[self.svname],
+            address=address,
+            port=port,
+            state=state,
+            status=status,
+            transitional=transitional,
+            # A check in progress shows the last result prefixed "* " (management guide 9.1).
+            check_status=_text(row, self.check_status).removeprefix("* "),
+            backup=_text(row, self.bck) == "1",
+            **self.counts(number, row, self.server_counts),
+        )
 
-    def count(self, name: str) -> int | None:
-        value = self.text(name)
-        if value == "":
-            return None  # HAProxy leaves a field empty when it does not apply
-        if not value.isdigit():
-            raise self.error(name, f"{value!r} is not a count")
-        return int(value)
-
-    def error(self, name: str, why: str) -> SourceUnavailable:
-        return SourceUnavailable(f"stats CSV line {self.number}, field {name}: {why}")
-
-
-def _server(line: _Line) -> BalancerServer:
-    status = line.text("status")
-    try:
-        state, transitional = server_state(status)
-    except ValueError as exc:
-        raise line.error("status", str(exc)) from None
-    address, port = _address(line)
-    # A check in progress shows the last result prefixed "* " (management guide 9.1).
-    check_status = line.text("check_status").removeprefix("* ")
-    return BalancerServer(
-        backend=line.text("pxname"),
-        server=line.text("svname"),
-        address=address,
-        port=port,
-        state=state,
-        status=status,
-        transitional=transitional,
-        check_status=check_status,
-        weight=line.count("weight"),
-        backup=line.text("bck") == "1",
-        sessions=line.count("scur"),
-        max_sessions=line.count("smax"),
-        session_limit=line.count("slim"),
-        total_sessions=line.count("stot"),
-        session_rate=line.count("rate"),
-        request_rate=line.count("req_rate"),
-        http_5xx=line.count("hrsp_5xx"),
-        check_failures=line.count("chkfail"),
-        last_change_s=line.count("lastchg"),
-    )
+    def proxy(self, number: int, row: list[str], kind: str) -> BalancerProxy:
+        return BalancerProxy(
+            name=row[self.pxname],
+            kind=kind,
+            status=row[self.status],
+            **self.counts(number, row, self.proxy_counts),
+        )
 
 
-def _address(line: _Line) -> tuple[str, int]:
+def _text(row: list[str], position: int | None) -> str:
+    return row[position] if position is not None else ""
+
+
+def _error(number: int, name: str, why: str) -> SourceUnavailable:
+    return SourceUnavailable(f"stats CSV line {number}, field {name}: {why}")
+
+
+def split_address(addr: str) -> tuple[str, int]:
     """Split `addr` ("10.0.0.5:8000", "[::1]:80"); a unix socket or none has no port."""
-    addr = line.text("addr")
     host, sep, port = addr.rpartition(":")
     if not sep or not port.isdigit():
         return addr, 0
     return host.removeprefix("[").removesuffix("]"), int(port)
-
-
-def _proxy(line: _Line, kind: str) -> BalancerProxy:
-    return BalancerProxy(
-        name=line.text("pxname"),
-        kind=kind,
-        status=line.text("status"),
-        sessions=line.count("scur"),
-        max_sessions=line.count("smax"),
-        session_limit=line.count("slim"),
-        total_sessions=line.count("stot"),
-        session_rate=line.count("rate"),
-        request_rate=line.count("req_rate"),
-        http_5xx=line.count("hrsp_5xx"),
-    )
 
 
 # -- fetching ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from app.config import Config, PrometheusConfig
 from collectors.alertmanager import AlertmanagerCollector
 from collectors.base import Collector
 from collectors.haproxy import HAProxyCollector
+from collectors.nginx import NginxCollector
 from collectors.prometheus import PrometheusCollector
 from collectors.static import StaticCollector, StaticService
 
@@ -52,7 +53,8 @@ def configured_sources(config: Config, clock: Callable[[], datetime]) -> list[Co
         collector = HAProxyCollector.from_config(haproxy, clock=clock)
         sources.append(ConfiguredSource(haproxy.name, "haproxy", collector, polled_stale))
     for nginx in config.nginx:
-        sources.append(ConfiguredSource(nginx.name, "nginx", None, polled_stale))
+        collector = NginxCollector.from_config(nginx, clock=clock)
+        sources.append(ConfiguredSource(nginx.name, "nginx", collector, polled_stale))
     return sources
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime
@@ -28,6 +28,8 @@ class Balancer(Base):
     reading: Mapped[int | None] = mapped_column(default=None)
     writing: Mapped[int | None] = mapped_column(default=None)
     waiting: Mapped[int | None] = mapped_column(default=None)
+    # A digest of the last snapshot's members and their matches: equal means nothing to diff.
+    members_digest: Mapped[int | None] = mapped_column(BigInteger, default=None)
     observed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -57,7 +59,8 @@ class BalancerMember(Base):
     request_rate: Mapped[int | None] = mapped_column(default=None)
     http_5xx: Mapped[int | None] = mapped_column(default=None)
     check_failures: Mapped[int | None] = mapped_column(default=None)
-    last_change_s: Mapped[int | None] = mapped_column(default=None)
+    # HAProxy's lastchg as a time: a count of seconds would change on every poll.
+    state_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     max_fails: Mapped[int | None] = mapped_column(default=None)
     fail_timeout_s: Mapped[float | None] = mapped_column(default=None)
     # When these values were last written; the balancer row says when they were last seen.

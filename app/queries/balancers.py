@@ -39,7 +39,7 @@ _MEMBER_COLUMNS = [
         "sessions",
         "session_limit",
         "check_failures",
-        "last_change_s",
+        "state_changed_at",
     )
 ]
 _BALANCER_COLUMNS = [
@@ -116,7 +116,7 @@ def lb_row_json(row, source: SourceView | None, now: datetime) -> dict:
         "sessions": row.sessions if row.per_server_sessions else None,
         "session_limit": row.session_limit,
         "check_failures": row.check_failures,
-        "last_change_s": row.last_change_s,
+        "state_changed_at": iso(row.state_changed_at),
         "observed_at": iso(row.observed_at),
         "age_s": round((now - row.observed_at).total_seconds(), 1),
         "stale": stale,

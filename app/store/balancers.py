@@ -8,11 +8,12 @@ their backend, with the balancer as its source (DESIGN §6).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
+from operator import attrgetter
 
-from sqlalchemy import delete, select
+from sqlalchemy import Row, delete, select
 from sqlalchemy.orm import Session
 
 from app.models import (
@@ -36,7 +37,9 @@ rollups_t = BalancerRollup.__table__
 instances_t = Instance.__table__
 services_t = Service.__table__
 
-MEMBER_FIELDS = tuple(f.name for f in fields(BalancerServer) if f.name not in ("backend", "server"))
+MEMBER_FIELDS = tuple(
+    f.name for f in fields(BalancerServer) if f.name not in ("backend", "server", "last_change_s")
+)
 PROXY_FIELDS = (
     "status",
     "sessions",
@@ -50,6 +53,12 @@ PROXY_FIELDS = (
 TOTAL_FIELDS = ("active", "accepts", "handled", "requests", "reading", "writing", "waiting")
 # What a balancer-only instance's health follows from; other fields change without a catalog pass.
 _HEALTH_FIELDS = ("address", "port", "state", "status", "transitional", "check_status")
+_HEALTH_AT = tuple(MEMBER_FIELDS.index(name) for name in _HEALTH_FIELDS)
+_ADDRESS_AT = 3 + MEMBER_FIELDS.index("address")
+_PORT_AT = 3 + MEMBER_FIELDS.index("port")
+_SESSIONS_AT = 3 + MEMBER_FIELDS.index("sessions")
+_member_values = attrgetter(*MEMBER_FIELDS)
+_keyed_values = attrgetter("backend", "server", *MEMBER_FIELDS)
 # A member's state as a catalog check; "unchecked" has none, so its health is "unknown".
 CHECK_STATUS = {
     "up": "passing",
@@ -130,41 +139,56 @@ def apply_balancer_update(session: Session, source: str, upd: BalancerUpdate) ->
     changes = BalancerChanges(members=len(upd.servers), proxies=len(upd.proxies))
     at = upd.observed_at
     connection = session.connection()
-    balancer_id = _upsert_balancer(session, upd, changes)
     catalog = load_catalog_match(session)
+    unmatched = _unmatched(catalog, upd.servers)
+    digest = members_digest(upd.servers, unmatched)
+    balancer_id, previous_at, previous_total, previous_digest = _upsert_balancer(
+        session, upd, changes, digest
+    )
+    changes.written += _replace_proxies(session, balancer_id, upd, at)
+    if previous_digest == digest:
+        # The same members with the same values and matches as the pass before.
+        same = {(s.backend, s.server): s.sessions for s in upd.servers}
+        _roll_up(session, upd, at, previous_at, {**same, ("", ""): previous_total})
+        return changes
 
-    old_members = {
-        (row.backend, row.server): row._asdict()
-        for row in session.execute(select(members_t).where(members_t.c.balancer_id == balancer_id))
-    }
+    # Rows as plain tuples in MEMBER_FIELDS order: a fleet-sized diff compares them whole.
+    read = [members_t.c[name] for name in ("id", "backend", "server", *MEMBER_FIELDS)]
+    held = session.execute(select(*read).where(members_t.c.balancer_id == balancer_id)).all()
+    old_members = {(row[1], row[2]): tuple(row) for row in held}
     new_members = {(s.backend, s.server): s for s in upd.servers}
     inserts, updates = [], []
     health_changed = False
     for key, server in new_members.items():
-        values = {name: getattr(server, name) for name in MEMBER_FIELDS}
+        values = _member_values(server)
+        changed_at = state_changed_at(server, at)
         old = old_members.get(key)
         if old is None:
-            inserts.append({"balancer_id": balancer_id, "backend": key[0], "server": key[1],
-                            **values, "changed_at": at})  # fmt: skip
             health_changed = True
-        elif any(old[name] != value for name, value in values.items()):
-            updates.append({"_id": old["id"], **values, "changed_at": at})
-            health_changed |= any(old[name] != values[name] for name in _HEALTH_FIELDS)
+            inserts.append({"balancer_id": balancer_id, "backend": key[0], "server": key[1],
+                            **dict(zip(MEMBER_FIELDS, values, strict=True)),
+                            "state_changed_at": changed_at, "changed_at": at})  # fmt: skip
+        # lastchg moves only with the state, so state_changed_at is written, never compared:
+        # a flap between two polls still shows in status, check_status or chkfail.
+        elif old[3:] != values:
+            health_changed |= any(old[3 + i] != values[i] for i in _HEALTH_AT)
+            updates.append({"_id": old[0], **dict(zip(MEMBER_FIELDS, values, strict=True)),
+                            "state_changed_at": changed_at, "changed_at": at})  # fmt: skip
         else:
             continue
         changes.services.add(_service_of(catalog, server))
     gone = [row for key, row in old_members.items() if key not in new_members]
     for row in gone:
-        match = catalog.find(row["address"], row["port"], row["server"])
-        changes.services.add(match[0] if match else row["backend"])
+        match = catalog.find(row[_ADDRESS_AT], row[_PORT_AT], row[2])
+        changes.services.add(match[0] if match else row[1])
     # Every update sets every field, so one statement fits them all.
-    _write(connection, members_t, inserts, updates, [row["id"] for row in gone])
+    _write(connection, members_t, inserts, updates, [row[0] for row in gone])
     changes.written += len(inserts) + len(updates) + len(gone)
 
-    changes.written += _replace_proxies(session, balancer_id, upd, at)
-    _roll_up(session, upd, at)
+    previous = {key: row[_SESSIONS_AT] for key, row in old_members.items()}
+    previous[("", "")] = previous_total
+    _roll_up(session, upd, at, previous_at, previous)
 
-    unmatched = _unmatched(catalog, upd.servers)
     if health_changed or gone or _held_members(session, upd.balancer) != _keys(unmatched):
         catalog_changes = apply_catalog_update(
             session,
@@ -173,6 +197,13 @@ def apply_balancer_update(session: Session, source: str, upd: BalancerUpdate) ->
         )
         changes.services |= catalog_changes.changed_services
     return changes
+
+
+def state_changed_at(server: BalancerServer, at: datetime) -> datetime | None:
+    """Return when the member's state last changed (HAProxy lastchg), or None if not reported."""
+    if server.last_change_s is None:
+        return None
+    return at - timedelta(seconds=server.last_change_s)
 
 
 def _service_of(catalog: CatalogMatch, server: BalancerServer) -> str:
@@ -187,20 +218,35 @@ def _write(connection, table, inserts: list[dict], updates: list[dict], deletes:
         connection.execute(delete(table).where(table.c.id.in_(deletes[start : start + _CHUNK])))
 
 
-def _upsert_balancer(session: Session, upd: BalancerUpdate, changes: BalancerChanges) -> int:
+def members_digest(servers: Sequence[BalancerServer], unmatched: list[BalancerServer]) -> int:
+    """Digest a snapshot's members, their values and which match no catalog instance.
+
+    Python's hash: another process (another hash seed) just diffs once more; a collision
+    would delay one write to the next change.
+    """
+    unmatched_ids = {id(server) for server in unmatched}
+    matched = bytes(id(server) not in unmatched_ids for server in servers)
+    return hash((tuple(map(_keyed_values, servers)), matched))
+
+
+def _upsert_balancer(
+    session: Session, upd: BalancerUpdate, changes: BalancerChanges, digest: int
+) -> tuple[int, datetime | None, int | None, int | None]:
+    """Write the balancer's row; return its id and the previous pass's time, total and digest."""
     totals = _totals(upd)
     row = session.execute(
         select(balancers_t).where(balancers_t.c.name == upd.balancer)
     ).one_or_none()
     values = {"kind": upd.kind, "per_server_sessions": upd.per_server_sessions, **totals}
     if row is None:
+        values["members_digest"] = digest
         result = session.execute(
             balancers_t.insert().values(
                 name=upd.balancer, observed_at=upd.observed_at, changed_at=upd.observed_at, **values
             )
         )
         changes.totals_changed = True
-        return result.inserted_primary_key[0]
+        return result.inserted_primary_key[0], None, None, None
     current = row._asdict()
     if any(current[name] != value for name, value in values.items()):
         values["changed_at"] = upd.observed_at
@@ -208,9 +254,9 @@ def _upsert_balancer(session: Session, upd: BalancerUpdate, changes: BalancerCha
     session.execute(
         balancers_t.update()
         .where(balancers_t.c.id == row.id)
-        .values(observed_at=upd.observed_at, **values)
+        .values(observed_at=upd.observed_at, members_digest=digest, **values)
     )
-    return row.id
+    return row.id, row.observed_at, row.active, row.members_digest
 
 
 def _totals(upd: BalancerUpdate) -> dict[str, int | None]:
@@ -249,8 +295,18 @@ def minute_of(at: datetime) -> datetime:
     return at.replace(second=0, microsecond=0)
 
 
-def _roll_up(session: Session, upd: BalancerUpdate, at: datetime) -> None:
-    """Fold this snapshot's sessions into the minute's min/max/last rows (one per member)."""
+def _roll_up(
+    session: Session,
+    upd: BalancerUpdate,
+    at: datetime,
+    previous_at: datetime | None,
+    previous: dict[tuple[str, str], int | None],
+) -> None:
+    """Fold this snapshot's sessions into the minute's min/max/last rows (one per member).
+
+    Every pass folds what changed since the one before; the first pass of a minute starts
+    its rows, so an unchanged value is already in them.
+    """
     minute = minute_of(at)
     values: dict[tuple[str, str], int] = {
         (s.backend, s.server): s.sessions for s in upd.servers if s.sessions is not None
@@ -258,21 +314,22 @@ def _roll_up(session: Session, upd: BalancerUpdate, at: datetime) -> None:
     total = _totals(upd)["active"]
     if total is not None:
         values[("", "")] = total
-    if not values:
-        return
-    held = {
-        (row.backend, row.server): row
-        for row in session.execute(
-            select(
-                rollups_t.c.id,
-                rollups_t.c.backend,
-                rollups_t.c.server,
-                rollups_t.c.sessions_min,
-                rollups_t.c.sessions_max,
-                rollups_t.c.sessions_last,
-            ).where(rollups_t.c.balancer == upd.balancer, rollups_t.c.minute_at == minute)
-        )
-    }
+    held: dict[tuple[str, str], Row] = {}
+    if previous_at is not None and minute_of(previous_at) >= minute:
+        values = {key: value for key, value in values.items() if previous.get(key) != value}
+        if not values:
+            return
+        query = select(
+            rollups_t.c.id,
+            rollups_t.c.backend,
+            rollups_t.c.server,
+            rollups_t.c.sessions_min,
+            rollups_t.c.sessions_max,
+            rollups_t.c.sessions_last,
+        ).where(rollups_t.c.balancer == upd.balancer, rollups_t.c.minute_at == minute)
+        if len(values) <= _CHUNK:
+            query = query.where(rollups_t.c.server.in_(sorted({s for _, s in values})))
+        held = {(row.backend, row.server): row for row in session.execute(query)}
     inserts, updates = [], []
     for (backend, server), value in values.items():
         row = held.get((backend, server))

@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=20), nullable=False),
         sa.Column("per_server_sessions", sa.Boolean(), nullable=False),
         *_counts("active", "accepts", "handled", "requests", "reading", "writing", "waiting"),
+        sa.Column("members_digest", sa.BigInteger(), nullable=True),
         sa.Column("observed_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_balancers")),
@@ -49,7 +50,8 @@ def upgrade() -> None:
         sa.Column("backup", sa.Boolean(), nullable=False),
         *_counts("sessions", "max_sessions", "session_limit", "total_sessions"),
         *_counts("session_rate", "request_rate", "http_5xx", "check_failures"),
-        *_counts("last_change_s", "max_fails"),
+        sa.Column("state_changed_at", sa.DateTime(timezone=True), nullable=True),
+        *_counts("max_fails"),
         sa.Column("fail_timeout_s", sa.Double(), nullable=True),
         sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from sqlalchemy import select
 
@@ -14,6 +17,7 @@ from tests.conftest import sign_in
 from tests.fixtures.haproxy import Member
 from tests.fixtures.processes import wait_for
 from tests.fixtures.websocket import open_websockets
+from tests.web.test_openapi import assert_matches
 
 CONNECTIONS = 6
 
@@ -21,12 +25,16 @@ CONNECTIONS = 6
 @pytest.fixture
 def edge(make_qd, make_token, make_user, haproxy_factory, websocket_server_factory):
     """HAProxy `edge` over three push servers (two in the catalog), plus a balancer-only backend."""
-    one, two, three, old = (websocket_server_factory() for _ in range(4))
+    one, two, three, old, stray = (websocket_server_factory() for _ in range(5))
     haproxy = haproxy_factory(
         [one.address, two.address, Member(three.address, name="push-3")],
         backend="push-be",
         http_check="/health",
-        more_backends={"legacy": [Member(old.address, name="old1", weight=5)]},
+        more_backends={
+            "legacy": [Member(old.address, name="old1", weight=5)],
+            # Named like the catalog's service: its unmatched member cannot be counted in it.
+            "push": [Member(stray.address, name="stray")],
+        },
     )
     qd = make_qd(
         static_services=(StaticServiceConfig(name="push", instances=(one.address, two.address)),),
@@ -60,6 +68,7 @@ def edge(make_qd, make_token, make_user, haproxy_factory, websocket_server_facto
 
     edge = Edge()
     edge.haproxy, edge.qd, edge.client, edge.make_user = haproxy, qd, client, make_user
+    edge.token = token
 
     def all_up():
         assert edge.collect().ok
@@ -69,7 +78,7 @@ def edge(make_qd, make_token, make_user, haproxy_factory, websocket_server_facto
             for rows in edge.lb(name).values()
             for row in rows
         ]
-        return len(rows) == 4 and all(row["status"] == "UP" for row in rows)
+        return len(rows) == 5 and all(row["status"] == "UP" for row in rows)
 
     wait_for(all_up, "every push server up")
     return edge
@@ -81,7 +90,7 @@ def test_websocket_connections_through_haproxy_show_per_server_and_in_total(edge
         assert edge.collect().ok
         lb, lb_be = edge.lb(), edge.lb("push-be")
         held = {one.address: one.open_connections, two.address: two.open_connections,
-                "push-3": three.open_connections}  # fmt: skip
+                "push-3": three.open_connections, "stray": 0}  # fmt: skip
         with edge.qd.store.session() as db:
             active = db.scalar(select(Balancer.active).where(Balancer.name == "edge"))
 
@@ -142,7 +151,13 @@ def test_unmatched_members_are_services_named_like_their_backend_and_matched_one
     legacy = edge.get("/api/v1/services/legacy")
     [old1] = legacy["instances"]
     assert (old1["id"], old1["lb"][0]["weight"], old1["health"]) == ("old1", 5, "passing")
-    assert set(edge.lb()) == {edge.servers[0].address, edge.servers[1].address}
+    push = edge.get("/api/v1/services/push")
+    assert sorted((i.get("source") or "", i["id"]) for i in push["instances"]) == sorted(
+        [("", edge.servers[0].address), ("", edge.servers[1].address), ("edge", "stray")]
+    )
+    assert push["instances"][-1]["id"] == "stray"  # after the catalog's own instances
+    assert push["instances"][2]["lb"][0]["backend"] == "push"
+    assert services["push"]["source"] == "static" and services["push"]["instances"]["total"] == 2
 
     sign_in(edge.client, edge.make_user("vera"))
     page = edge.client.get("/services").get_data(as_text=True)
@@ -158,3 +173,15 @@ def test_a_balancer_only_member_put_in_maintenance_shows_as_maintenance(edge):
 
     assert legacy["instances"][0]["health"] == "maintenance"
     assert legacy["instances"][0]["lb"][0]["status"] == "MAINT"
+
+
+def test_the_answers_with_balancer_rows_match_the_openapi_document(edge):
+    document = json.loads((Path(__file__).parents[2] / "static" / "openapi.json").read_text())
+    client, headers = edge.client, {"Authorization": f"Bearer {edge.token}"}
+    for name in ("push", "push-be", "legacy"):
+        assert_matches(
+            document,
+            "/api/v1/services/{name}",
+            client.get(f"/api/v1/services/{name}", headers=headers),
+        )
+    assert_matches(document, "/api/v1/services", client.get("/api/v1/services", headers=headers))

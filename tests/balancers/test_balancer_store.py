@@ -262,3 +262,16 @@ def test_retention_deletes_rollups_older_than_samples_d_and_keeps_the_rest(store
         minutes = set(db.scalars(select(BalancerRollup.minute_at)))
     assert removed["balancer_rollups"] == 2  # s1 and the balancer's total, 20 days ago
     assert minutes == {T0.replace(second=0)}
+
+
+def test_an_unchanged_snapshot_still_follows_a_catalog_that_now_matches_its_member(store):
+    write(store, snapshot(T0, server("p1", 9001, 0, backend="pay")))
+    with store.session() as db:
+        assert db.scalar(select(Service.source).where(Service.name == "pay")) == "edge"
+
+    register_consul(store, T0, "payments", ("127.0.0.1", 9001))
+    write(store, snapshot(T0 + timedelta(seconds=10), server("p1", 9001, 0, backend="pay")))
+
+    with store.session() as db:
+        pay = db.scalar(select(Service).where(Service.name == "pay"))
+    assert pay.gone_at == T0 + timedelta(seconds=10)  # p1 is Consul's payments instance now

@@ -222,6 +222,7 @@ class CountingProxy:
         self.target = target
         self.requests: list[tuple[str, dict[str, list[str]]]] = []
         self._lock = threading.Lock()
+        self._held: dict[str, threading.Event] = {}
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -239,6 +240,7 @@ class CountingProxy:
                     body = answer.read()
                 finally:
                     upstream.close()
+                proxy._wait_if_held(split.path)
                 self.send_response_only(answer.status)
                 for name, value in answer.getheaders():
                     if name.lower() not in ("connection", "transfer-encoding"):
@@ -255,11 +257,27 @@ class CountingProxy:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
+    def hold(self, path: str) -> threading.Event:
+        """Hold Consul's answers to `path` (as a slow network would) until the event is set."""
+        release = threading.Event()
+        with self._lock:
+            self._held[path] = release
+        return release
+
+    def _wait_if_held(self, path: str) -> None:
+        with self._lock:
+            release = self._held.get(path)
+        if release is not None:
+            release.wait(timeout=60)
+
     def paths_since(self, start: int) -> list[str]:
         with self._lock:
             return [path for path, _ in self.requests[start:]]
 
     def stop(self) -> None:
+        with self._lock:
+            for release in self._held.values():
+                release.set()
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(timeout=5)
