@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import shutil
@@ -248,6 +249,7 @@ def bench_change_delay(rounds: int, workdir: Path, interval_s: int) -> dict:
 
     delays = []
     clients = []
+    held = contextlib.ExitStack()
     try:
         deadline = time.monotonic() + 60
         while total() is None and time.monotonic() < deadline:
@@ -259,7 +261,8 @@ def bench_change_delay(rounds: int, workdir: Path, interval_s: int) -> dict:
             start = time.monotonic()
             if opening:
                 for n in range(5):
-                    client = connect(ws_url, open_timeout=10, ping_interval=None)
+                    client = held.enter_context(connect(ws_url, open_timeout=10,
+                                                        ping_interval=None))  # fmt: skip
                     client.send(f"hello {n}")
                     client.recv(timeout=10)
                     clients.append(client)
@@ -273,8 +276,7 @@ def bench_change_delay(rounds: int, workdir: Path, interval_s: int) -> dict:
                 time.sleep(0.1)
             delays.append(time.monotonic() - start)
     finally:
-        for client in clients:
-            client.close()
+        held.close()
         collection.stop()
         server.stop()
         qd.feed.close()

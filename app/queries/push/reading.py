@@ -125,20 +125,18 @@ def read_members(
             members_t.c.state,
             members_t.c.status,
             members_t.c.sessions,
-            members_t.c.last_change_s,
+            members_t.c.state_changed_at,
         ).order_by(members_t.c.balancer_id, members_t.c.backend, members_t.c.server)
     )
     matches = {i: _match_for(catalog, b.name) for i, b in balancers.items()}
     stale = {i: is_stale(sources, b.name) for i, b in balancers.items()}
     members = []
-    for balancer_id, backend, server, address, port, state, status, sessions, lastchg in rows:
+    for balancer_id, backend, server, address, port, state, status, sessions, since in rows:
         balancer = balancers[balancer_id]
         found = matches[balancer_id].find(address, port, server)
         service, instance = found if found else (backend, server)
-        if lastchg is not None:
-            # HAProxy: lastchg is the seconds since the server's last state change, at the poll.
-            since = balancer.observed_at - timedelta(seconds=lastchg)
-        else:
+        # HAProxy: lastchg, stored as a time; nginx: when its configuration last changed.
+        if since is None:
             since = changed_at.get((balancer_id, backend, server))
         members.append(
             MemberCount(
