@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import random
 import shutil
@@ -136,6 +137,7 @@ def bench_latency(instances: int, count: int, workdir: Path) -> dict:
     seeded_s = time.perf_counter() - seed_start
     with qd.store.session() as db:
         token = create_token(db, "bench", "viewer")
+    gc.freeze()  # as `quarterdeck serve` does once it has started
     server = Server(create_app(qd=qd), "127.0.0.1", 0, threads=4)
     server.start()
     results: dict = {"instances": instances, "requests": count, "seeded_s": round(seeded_s, 1)}
