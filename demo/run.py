@@ -1,4 +1,4 @@
-"""`quarterdeck demo`: the real dashboard on a fresh SQLite store with a simulated fleet."""
+"""`quarterdeck demo`: the real dashboard on a fresh SQLite store, watching a real demo fleet."""
 
 from __future__ import annotations
 
@@ -18,11 +18,19 @@ log = logging.getLogger(__name__)
 
 DEMO_ADMIN = "admin"
 CONFIG_NAME = "quarterdeck.toml"
-BANNER = (
-    "Demo: the Consul agent here is simulated (an in-process double of its HTTP API, with "
-    "made-up incidents every half minute or so) and the store is a throw-away SQLite file. "
-    "Against a real fleet only the config changes."
-)
+FLEET_SERVICES = "gateway, orders, payments, inventory and push"
+
+
+def banner(running: list[str], missing: list[str]) -> str:
+    """Say what in this demo is real and what is simulated."""
+    tools = f", behind and scraped by {' and '.join(running)}" if running else ""
+    absent = f" Not installed here: {', '.join(missing)} (see Sources)." if missing else ""
+    return (
+        f"Demo: {FLEET_SERVICES} are real processes on loopback{tools}, with a real incident "
+        "every half minute or so. The Consul agent is simulated (an in-process double of its "
+        "HTTP API, which runs their checks) and the store is a throw-away SQLite file."
+        f"{absent} Against a real fleet only the config changes."
+    )
 
 
 def _toml_string(value: str) -> str:
@@ -30,8 +38,11 @@ def _toml_string(value: str) -> str:
     return json.dumps(value)
 
 
-def write_demo_config(workdir: Path, bind: str, consul_url: str) -> Path:
-    """Write the demo's configuration file into its folder and return the file's path."""
+def write_demo_config(workdir: Path, bind: str, consul_url: str, sources: str = "") -> Path:
+    """Write the demo's configuration file into its folder and return the file's path.
+
+    `sources` holds the TOML sections of the fleet's own tools (Prometheus, HAProxy, nginx).
+    """
     path = workdir / CONFIG_NAME
     store_url = f"sqlite:///{workdir / 'quarterdeck-demo.db'}"
     path.write_text(
@@ -46,7 +57,7 @@ def write_demo_config(workdir: Path, bind: str, consul_url: str) -> Path:
         "[[static_services]]\n"
         'name = "legacy-billing"\n'
         'instances = ["127.0.0.1:9301", "127.0.0.1:9302"]\n'
-        'tags = ["static", "version=2024.3"]\n',
+        'tags = ["static", "version=2024.3"]\n' + (f"\n{sources}" if sources else ""),
         encoding="utf-8",
     )
     return path
@@ -97,16 +108,22 @@ def _serve_demo(workdir: Path, bind: str, keep: bool) -> int:
     from app.cli import open_quarterdeck
     from app.serving import serve_quarterdeck
     from demo.consul import ConsulDouble
-    from demo.fleet_seed import seed_demo_fleet
+    from demo.fleet.supervisor import DemoFleet
+    from demo.fleet.topology import FLEET, release_record
     from demo.weather import DemoWeather
 
     consul = ConsulDouble()
-    instances = seed_demo_fleet(consul)
+    for service in FLEET:
+        consul.kv_put(f"quarterdeck/releases/{service.name}", release_record(service))
     consul.start()
-    weather = DemoWeather(consul, instances).start()
-    qd = None
+    fleet = weather = qd = None
     try:
-        config_path = write_demo_config(workdir, bind, consul.url)
+        # Planned first (ports, config files), started in the background: the dashboard comes
+        # up at once and shows the instances as they register.
+        fleet = DemoFleet(workdir / "fleet", consul.url)
+        fleet.start()
+        weather = DemoWeather(fleet, consul).start()
+        config_path = write_demo_config(workdir, bind, consul.url, fleet.quarterdeck_config())
         config = demo_config(config_path)
         qd = open_quarterdeck(config, migrate=True)
         password = secrets.token_urlsafe(12)
@@ -119,14 +136,39 @@ def _serve_demo(workdir: Path, bind: str, keep: bool) -> int:
             f"  Quarterdeck demo: http://{host}:{port}/\n"
             f"  sign in as '{DEMO_ADMIN}' with the one-time password: {password}\n"
             f"  simulated Consul agent at {consul.url}\n"
+            f"{_fleet_lines(fleet)}"
             f"  config and store in {workdir} ({leaving})\n"
             "  the command line against this demo, e.g. an API token:\n"
             f"    QUARTERDECK_CONFIG={config_path} {cli_command()} token create me --role viewer\n",
             flush=True,
         )
-        return serve_quarterdeck(qd, banner=BANNER)
+        running = [name for name in ("haproxy", "nginx", "prometheus") if name in fleet.binaries]
+        return serve_quarterdeck(qd, banner=banner(running, fleet.missing))
     finally:
-        weather.stop()
+        if weather is not None:
+            weather.stop()
+        if fleet is not None:
+            fleet.stop()
         consul.stop()
         if qd is not None:
             qd.store.dispose()
+
+
+def _fleet_lines(fleet) -> str:
+    """The banner lines that say where the fleet and its tools are."""
+    from demo.fleet.tools import TOOL_SPECS
+
+    lines = [
+        f"  the fleet ({FLEET_SERVICES}): gateway at {', '.join(fleet.gateway_urls())}, "
+        f"push at {', '.join(fleet.push_urls())}",
+        f"  put an instance in fault: echo unhealthy > {fleet.faults_dir}/orders-1 "
+        "(rm the file to heal it)",
+    ]
+    if "prometheus" in fleet.binaries:
+        lines.append(f"  Prometheus at {fleet.prometheus_url}/")
+    if "haproxy" in fleet.binaries:
+        lines.append(f"  HAProxy stats at {fleet.haproxy_stats_url.removesuffix(';csv')}")
+    for name in fleet.missing:
+        spec = TOOL_SPECS[name]
+        lines.append(f"  not installed: {name} ({spec.gives}): sudo apt-get install {spec.package}")
+    return "".join(f"{line}\n" for line in lines)

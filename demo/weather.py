@@ -1,24 +1,28 @@
-"""Simulated incidents for the demo: checks that fail and recover, a maintenance window.
+"""Incidents for the demo, made for real on the fleet's processes, then healed.
 
-Only the demo uses this; it changes the Consul double the way a real fleet changes a real
-Consul agent, so every page shows live transitions without anyone clicking.
+Every little while one instance is hurt: its /health starts answering 503 (its Consul check,
+HAProxy's check and the balancers all see it), it answers half its requests with 503 while its
+checks pass (Prometheus sees the error ratio), it slows down, it is killed outright (connection
+refused; the fleet restarts it a little later), push drops all its WebSocket connections, a push
+server is marked `down` in nginx's upstream file (a drain: Consul still says passing), or it
+gets a maintenance window in Consul. A minute or two later it heals.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 from collections.abc import Sequence
 
 from demo.consul import ConsulDouble
-from demo.fleet_seed import SeededInstance
+from demo.fleet.supervisor import DemoFleet
+from demo.fleet.topology import SERVICES, PlannedInstance
 
-FAILURES = (
-    ("warning", "HTTP GET {url}: 429 Too Many Requests Output: rate limited by upstream"),
-    ("critical", "HTTP GET {url}: 503 Service Unavailable Output: connection pool exhausted"),
-    ("critical", 'Get "{url}": dial tcp {address}: connect: connection refused'),
-    ("warning", 'HTTP GET {url}: 200 OK Output: {{"status":"degraded","db_latency_ms":870}}'),
-)
+log = logging.getLogger(__name__)
+
+INCIDENTS = ("unhealthy", "errors", "slow", "crash", "drop", "maintenance", "nginx-down")
+FAULT_FILE_INCIDENTS = {"unhealthy", "errors", "slow", "drop"}
 
 
 class DemoWeather:
@@ -26,15 +30,22 @@ class DemoWeather:
 
     def __init__(
         self,
+        fleet: DemoFleet,
         double: ConsulDouble,
-        instances: Sequence[SeededInstance],
         seed: int | None = None,
         pace_s: float = 25.0,
+        incidents: Sequence[str] = INCIDENTS,
     ) -> None:
+        unknown = [kind for kind in incidents if kind not in INCIDENTS]
+        if unknown:
+            raise ValueError(f"unknown incident {unknown[0]!r}; known: {', '.join(INCIDENTS)}")
+        self.fleet = fleet
         self.double = double
-        self.instances = list(instances)
         self.random = random.Random(seed)
         self.pace_s = pace_s
+        self.incidents = tuple(incidents)
+        self.history: list[tuple[str, str]] = []  # (instance id, incident), oldest first
+        self._broken: dict[str, tuple[str, int]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="demo-weather", daemon=True)
 
@@ -44,40 +55,71 @@ class DemoWeather:
         return self
 
     def stop(self) -> None:
-        """Stop; instances keep whatever state they had."""
+        """Stop, and heal what is still broken (a killed instance comes back by itself)."""
         self._stop.set()
-        self._thread.join(timeout=2)
+        self._thread.join(timeout=5)
+        for instance_id, (kind, _) in list(self._broken.items()):
+            self._heal(instance_id, kind)
+        self._broken.clear()
 
     def _run(self) -> None:
-        broken: dict[str, float] = {}
         tick = 0
         while not self._stop.wait(self.pace_s * self.random.uniform(0.6, 1.4)):
             tick += 1
-            for service_id in [s for s, left in broken.items() if left <= tick]:
-                self._heal(service_id)
-                del broken[service_id]
-            candidates = [i for i in self.instances if i.service_id not in broken]
+            for instance_id, (kind, until) in list(self._broken.items()):
+                if until <= tick:
+                    self._heal(instance_id, kind)
+                    del self._broken[instance_id]
+            candidates = [i for i in self.fleet.instances if i.instance_id not in self._broken]
             if not candidates:
                 continue
             victim = self.random.choice(candidates)
-            if tick % 7 == 3:
-                self.double.enable_service_maintenance(
-                    victim.service_id, reason=f"demo: rolling restart of {victim.service}"
-                )
-            else:
-                status, text = self.random.choice(FAILURES)
-                url = f"http://{victim.address}:{victim.port}/healthz"
-                output = text.format(url=url, address=f"{victim.address}:{victim.port}")
-                self.double.set_check(f"service:{victim.service_id}", status, output, victim.node)
-            broken[victim.service_id] = tick + self.random.randint(2, 5)
+            kinds = [k for k in self.incidents if _applies(k, victim, self.fleet)]
+            if not kinds:
+                continue
+            kind = self.random.choice(kinds)
+            try:
+                self._break(victim, kind)
+            except (KeyError, ValueError, OSError, RuntimeError) as error:  # e.g. not registered
+                log.info("demo weather: could not %s %s: %s", kind, victim.instance_id, error)
+                continue
+            self._broken[victim.instance_id] = (kind, tick + self.random.randint(2, 5))
+            self.history.append((victim.instance_id, kind))
 
-    def _heal(self, service_id: str) -> None:
-        victim = next(i for i in self.instances if i.service_id == service_id)
-        self.double.disable_service_maintenance(service_id)
-        url = f"http://{victim.address}:{victim.port}/healthz"
-        self.double.set_check(
-            f"service:{service_id}",
-            "passing",
-            f'HTTP GET {url}: 200 OK Output: {{"status":"ok"}}',
-            victim.node,
-        )
+    def _break(self, victim: PlannedInstance, kind: str) -> None:
+        if kind in FAULT_FILE_INCIDENTS:
+            self.fleet.fault(victim.instance_id, kind)
+        elif kind == "crash":
+            self.fleet.crash(victim.instance_id)
+        elif kind == "nginx-down":
+            self.fleet.set_nginx_down(victim.instance_id, True)
+        elif kind == "maintenance":
+            self.double.enable_service_maintenance(
+                victim.instance_id, reason=f"demo: rolling restart of {victim.service}"
+            )
+
+    def _heal(self, instance_id: str, kind: str) -> None:
+        if kind in FAULT_FILE_INCIDENTS:
+            self.fleet.heal(instance_id)
+        elif kind == "nginx-down":
+            try:
+                self.fleet.set_nginx_down(instance_id, False)
+            except (OSError, RuntimeError) as error:
+                log.info("demo weather: could not undo nginx down of %s: %s", instance_id, error)
+        elif kind == "maintenance":
+            try:
+                self.double.disable_service_maintenance(instance_id)
+            except (KeyError, ValueError) as error:
+                log.info("demo weather: could not end maintenance of %s: %s", instance_id, error)
+
+
+def _applies(kind: str, instance: PlannedInstance, fleet: DemoFleet) -> bool:
+    if kind == "drop":
+        return instance.service == "push"
+    if kind == "nginx-down":
+        # Only a server that takes traffic (not the backup) is worth draining.
+        last = SERVICES["push"].instances  # configs.nginx_upstreams makes the last one a backup
+        return instance.service == "push" and "nginx" in fleet.binaries and instance.number < last
+    if kind in ("errors", "slow"):
+        return instance.service != "push"
+    return True

@@ -1,7 +1,9 @@
-"""The status of every configured source, and whether its data is stale."""
+"""The status of every configured source, whether its data is stale, and what is missing."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -10,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.collection.registry import ConfiguredSource
 from app.collection.unrecorded import UnrecordedRuns
+from app.config import Config
 from app.models import CollectorRun, SourceStatus
 
 
@@ -181,3 +184,110 @@ def _view(source: ConfiguredSource, row: SourceStatus | None, now: datetime) -> 
         stale_after_s=source.stale_after_s,
         warnings=tuple(w for w in (row.warnings or []) if isinstance(w, dict)),
     )
+
+
+# ----- what is missing ----------------------------------------------------------------------
+
+# Debian installs haproxy and nginx in /usr/sbin, which is not on a normal user's PATH.
+EXTRA_BIN_DIRS = ("/usr/sbin", "/sbin")
+
+
+@dataclass(frozen=True)
+class SourceHint:
+    """A source this configuration does not read (or cannot act on), and how to add it."""
+
+    kind: str
+    binary: str
+    package: str
+    gives: str
+    installed: bool
+    # "demo-not-installed", "demo-not-configured" or "reload-missing".
+    reason: str
+    config_lines: str = ""
+    detail: str = ""
+
+    @property
+    def install(self) -> str:
+        """Return the command that installs the binary (Debian and Ubuntu)."""
+        return f"sudo apt-get install {self.package}"
+
+
+@dataclass(frozen=True)
+class _Kind:
+    binary: str
+    package: str
+    gives: str
+    config_lines: str
+
+
+KINDS = {
+    "prometheus": _Kind(
+        "prometheus",
+        "prometheus",
+        "request rate, error ratio and latency per service, firing alerts, the push gauge",
+        '[prometheus]\nurl = "http://127.0.0.1:9090"',
+    ),
+    "haproxy": _Kind(
+        "haproxy",
+        "haproxy",
+        "what HAProxy says of every server: state, check, weight, sessions",
+        '[[haproxy]]\nname = "edge"\nstats_url = "http://127.0.0.1:8404/stats;csv"\n'
+        'runtime = "tcp://127.0.0.1:9999"',
+    ),
+    "nginx": _Kind(
+        "nginx",
+        "nginx-light",
+        "nginx's connections and its upstream servers (weight, down, backup, max_fails)",
+        '[[nginx]]\nname = "push"\nstatus_url = "http://127.0.0.1:8081/nginx_status"\n'
+        'upstream_conf = "/etc/nginx/conf.d/push-upstreams.conf"',
+    ),
+}
+
+
+def default_search_path() -> str:
+    """Return where binaries are looked for: PATH, then /usr/sbin and /sbin."""
+    return os.pathsep.join([os.environ.get("PATH", os.defpath), *EXTRA_BIN_DIRS])
+
+
+def source_hints(config: Config, search_path: str | None = None) -> list[SourceHint]:
+    """Say what is missing: in the demo, each tool it could not run; anywhere, a reload command
+    for nginx that is not on this machine (draining through that nginx would fail)."""
+    path = default_search_path() if search_path is None else search_path
+    hints: list[SourceHint] = []
+    if config.demo:
+        configured = {
+            "prometheus": config.prometheus is not None,
+            "haproxy": bool(config.haproxy),
+            "nginx": bool(config.nginx),
+        }
+        for kind, spec in KINDS.items():
+            if configured[kind]:
+                continue
+            installed = shutil.which(spec.binary, path=path) is not None
+            hints.append(
+                SourceHint(
+                    kind,
+                    spec.binary,
+                    spec.package,
+                    spec.gives,
+                    installed,
+                    "demo-not-configured" if installed else "demo-not-installed",
+                    spec.config_lines,
+                )
+            )
+    for nginx in config.nginx:
+        command = nginx.reload[0] if nginx.reload else ""
+        if command and shutil.which(command, path=path) is None:
+            spec = KINDS["nginx"]
+            hints.append(
+                SourceHint(
+                    "nginx",
+                    command,
+                    spec.package,
+                    spec.gives,
+                    False,
+                    "reload-missing",
+                    detail=f"[[nginx]] {nginx.name}: reload runs {' '.join(nginx.reload)}",
+                )
+            )
+    return hints

@@ -18,6 +18,7 @@ from app.models import (
     Instance,
     Service,
 )
+from app.queries.balancers import lb_rows_by_instance
 from app.queries.services import service_topic
 from app.store import Store
 from app.store.catalog import apply_catalog_update
@@ -275,3 +276,33 @@ def test_an_unchanged_snapshot_still_follows_a_catalog_that_now_matches_its_memb
     with store.session() as db:
         pay = db.scalar(select(Service).where(Service.name == "pay"))
     assert pay.gone_at == T0 + timedelta(seconds=10)  # p1 is Consul's payments instance now
+
+
+def test_lb_rows_say_unknown_sessions_for_nginx_and_stale_for_a_balancer_not_configured(store):
+    register_consul(store, T0, "push", ("127.0.0.1", 9001))
+    upd = BalancerUpdate(
+        balancer="push-nginx",
+        kind="nginx",
+        observed_at=T0,
+        servers=(
+            BalancerServer(
+                backend="push",
+                server="127.0.0.1:9001",
+                address="127.0.0.1",
+                port=9001,
+                state="up",
+                status="up",
+                weight=2,
+            ),
+        ),  # fmt: skip
+        connections=BalancerConnections(active=3),
+        per_server_sessions=False,
+    )
+    write(store, upd)
+
+    with store.session() as db:
+        rows = lb_rows_by_instance(db, "push", {}, T0 + timedelta(seconds=30))
+    [row] = rows["push-9001"]
+    assert (row["balancer"], row["kind"], row["weight"]) == ("push-nginx", "nginx", 2)
+    assert row["sessions"] is None  # nginx OSS counts no connections per server: not 0
+    assert row["stale"] is True and row["age_s"] == 30.0

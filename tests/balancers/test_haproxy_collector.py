@@ -43,8 +43,10 @@ def push_fleet(haproxy_factory, websocket_server_factory):
         unix_socket=True,
     )
     http = HAProxyCollector("edge", stats_url=haproxy.stats_csv_url)
-    wait_for(lambda: servers_of(http)["push", "s2"].state == "up", "s1 and s2 up")
-    wait_for(lambda: servers_of(http)["push", "s1"].state == "up", "s1 up")
+    checked = [("push", "s1"), ("push", "s2"), ("push", "spare")]
+    wait_for(
+        lambda: all(servers_of(http)[key].status == "UP" for key in checked), "push servers UP"
+    )
     return haproxy, (one, two, spare, other)
 
 
@@ -87,10 +89,13 @@ def test_the_runtime_api_over_tcp_and_unix_and_the_stats_page_parse_the_same(pus
         "http": HAProxyCollector("edge", stats_url=haproxy.stats_url),  # ";csv" is added
     }
 
-    seen = {way: {key: stable(s) for key, s in servers_of(c).items()} for way, c in reads.items()}
+    def same_three_ways():
+        seen = {way: {k: stable(s) for k, s in servers_of(c).items()} for way, c in reads.items()}
+        assert len(seen["tcp"]) == 4
+        return seen["tcp"] == seen["unix"] == seen["http"]
 
-    assert len(seen["tcp"]) == 4
-    assert seen["tcp"] == seen["unix"] == seen["http"]
+    # Three reads a moment apart can straddle a check; a parse difference would never settle.
+    wait_for(same_three_ways, "the same servers read three ways")
 
 
 def test_the_runtime_api_is_preferred_when_both_are_configured(push_fleet):

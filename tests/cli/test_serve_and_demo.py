@@ -15,6 +15,8 @@ from http.cookiejar import CookieJar
 
 import pytest
 
+from demo.fleet.tools import find_tool
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -147,10 +149,17 @@ def test_demo_prints_a_one_time_password_that_signs_in_to_a_filled_dashboard(tmp
 
         page = wait_until(services_page)
         assert "simulated" in page  # the demo says its Consul is not real
-        sources = get(f"{base}/api/v1/sources", opener=opener)[1]
-        assert {s["name"]: s["status"] for s in json.loads(sources)["sources"]} == {
-            "consul": "ok",
-            "static": "ok",
-        }
+        # The demo's own HAProxy, nginx and Prometheus are sources too, where installed; each
+        # is "ok" once its collector has read it ("disabled" in a build without that collector).
+        tools = {"haproxy": "edge", "nginx": "push-edge", "prometheus": "prometheus"}
+        expected = {"consul", "static", *(tools[t] for t in tools if find_tool(t))}
+
+        def sources_ok():
+            body = get(f"{base}/api/v1/sources", opener=opener)[1]
+            found = {s["name"]: s["status"] for s in json.loads(body)["sources"]}
+            fine = found.keys() == expected and found["consul"] == found["static"] == "ok"
+            return fine and all(v in ("ok", "disabled") for v in found.values()) and found
+
+        wait_until(sources_ok)
     finally:
         stop(process)

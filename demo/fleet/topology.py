@@ -1,0 +1,182 @@
+"""What the demo fleet is made of: services, their instances, routes and downstream calls."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Call:
+    """A downstream HTTP call a route makes, to a service found in Consul."""
+
+    service: str
+    method: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Route:
+    """An HTTP route of a service, what it costs and whom it calls."""
+
+    method: str
+    path: str
+    calls: tuple[Call, ...] = ()
+    latency_ms: float = 8.0
+    # A fraction of requests that fail on their own (500), before any downstream failure.
+    error_rate: float = 0.005
+
+
+@dataclass(frozen=True)
+class FleetService:
+    """One service of the demo fleet."""
+
+    name: str
+    instances: int
+    version: str
+    previous_version: str
+    owner: str
+    tags: tuple[str, ...]
+    routes: tuple[Route, ...] = ()
+    websocket: bool = False
+    # The last instance runs this version as a canary, when set.
+    canary_version: str = ""
+
+    @property
+    def upstreams(self) -> tuple[str, ...]:
+        """The services this one calls, in order of first use."""
+        seen: dict[str, None] = {}
+        for route in self.routes:
+            for call in route.calls:
+                seen.setdefault(call.service)
+        return tuple(seen)
+
+
+FLEET = (
+    FleetService(
+        name="gateway",
+        instances=2,
+        version="1.8.2",
+        previous_version="1.8.1",
+        owner="team-edge",
+        tags=("http", "edge"),
+        routes=(
+            Route("GET", "/api/checkout", (Call("orders", "POST", "/orders"),), latency_ms=3),
+            Route("GET", "/api/stock", (Call("inventory", "GET", "/stock"),), latency_ms=2),
+        ),
+    ),
+    FleetService(
+        name="orders",
+        instances=2,
+        version="2.4.1",
+        previous_version="2.4.0",
+        owner="team-commerce",
+        tags=("http", "api"),
+        routes=(
+            Route(
+                "POST",
+                "/orders",
+                (Call("inventory", "POST", "/reserve"), Call("payments", "POST", "/charge")),
+                latency_ms=12,
+            ),
+        ),
+        canary_version="2.5.0-rc.1",
+    ),
+    FleetService(
+        name="payments",
+        instances=2,
+        version="3.1.0",
+        previous_version="3.0.7",
+        owner="team-payments",
+        tags=("http", "api"),
+        routes=(Route("POST", "/charge", latency_ms=25, error_rate=0.01),),
+    ),
+    FleetService(
+        name="inventory",
+        instances=1,
+        version="1.12.0",
+        previous_version="1.11.3",
+        owner="team-commerce",
+        tags=("http", "api"),
+        routes=(
+            Route("GET", "/stock", latency_ms=4),
+            Route("POST", "/reserve", latency_ms=9),
+        ),
+    ),
+    FleetService(
+        name="push",
+        instances=3,
+        version="0.9.4",
+        previous_version="0.9.3",
+        owner="team-realtime",
+        tags=("websocket", "push"),
+        websocket=True,
+    ),
+)
+SERVICES = {service.name: service for service in FLEET}
+
+
+@dataclass(frozen=True)
+class PlannedInstance:
+    """One instance of the fleet: its Consul ID, port and version."""
+
+    service: str
+    instance_id: str
+    number: int
+    port: int
+    version: str
+    canary: bool
+
+    @property
+    def address(self) -> str:
+        """Return host:port."""
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """Return the instance's base URL."""
+        return f"http://{LOOPBACK}:{self.port}"
+
+
+def plan_instances(ports: list[int]) -> list[PlannedInstance]:
+    """Give every instance of FLEET an ID (`<service>-<n>`, as Consul IDs go) and a port."""
+    planned: list[PlannedInstance] = []
+    free = iter(ports)
+    for service in FLEET:
+        for number in range(1, service.instances + 1):
+            canary = bool(service.canary_version) and number == service.instances
+            version = service.canary_version if canary else service.version
+            planned.append(
+                PlannedInstance(
+                    service.name, f"{service.name}-{number}", number, next(free), version, canary
+                )
+            )
+    return planned
+
+
+def instance_count() -> int:
+    """Return how many instances the fleet has."""
+    return sum(service.instances for service in FLEET)
+
+
+def service_meta(service: FleetService, version: str) -> dict[str, str]:
+    """Return the Consul Service.Meta an instance registers with."""
+    return {
+        "version": version,
+        "owner": service.owner,
+        "docs": f"https://docs.example.internal/services/{service.name}",
+        "runbook": f"https://runbooks.example.internal/{service.name}",
+    }
+
+
+def release_record(service: FleetService) -> str:
+    """Return the JSON of `quarterdeck/releases/<service>` (DESIGN §6)."""
+    history = [
+        {"version": service.previous_version, "at": "2026-01-12T09:30:00Z", "by": "deploy-bot"},
+        {"version": service.version, "at": "2026-02-03T14:05:00Z", "by": "deploy-bot"},
+    ]
+    return json.dumps(
+        {"active": service.version, "previous": service.previous_version, "history": history}
+    )
