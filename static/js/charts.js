@@ -83,6 +83,7 @@
       const idx = u.cursor.idx;
       if (idx === null || idx === undefined || u.cursor.left < 0) {
         tip.hidden = true;
+        showLatest(u);  // away from the chart, the legend reads the newest values
         return;
       }
       tip.replaceChildren();
@@ -120,6 +121,11 @@
       tip.style.top = Math.max(0, y) + "px";
     }
     return { hooks: { init: init, setCursor: setCursor } };
+  }
+
+  function showLatest(u) {
+    const last = u.data[0].length - 1;
+    if (last >= 0) u.setLegend({ idx: last }, false);
   }
 
   function seriesOptions(spec) {
@@ -172,6 +178,7 @@
       plugins: [tooltipPlugin(state)],
     };
     state.plot = new window.uPlot(opts, dataOf(state.spec), target);
+    showLatest(state.plot);
     figure.setAttribute("data-chart-ready", "true");
     const fallback = figure.querySelector(".chart__fallback");
     if (fallback) fallback.hidden = true;
@@ -237,7 +244,10 @@
       const update = readJson(script);
       if (!state || !isSpec(update)) return;
       if (merge(state.spec, update)) build(state);
-      else if (state.plot) state.plot.setData(dataOf(state.spec));
+      else if (state.plot) {
+        state.plot.setData(dataOf(state.spec));
+        if (state.plot.cursor.idx === null || state.plot.cursor.left < 0) showLatest(state.plot);
+      }
     });
   }
 
