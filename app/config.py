@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import math
 import os
 import re
 import tomllib
@@ -184,6 +185,14 @@ class CollectConfig:
 
 
 @dataclass(frozen=True)
+class VerdictConfig:
+    # Above this error ratio (0-1) Prometheus disagrees with passing checks ...
+    error_ratio: float = 0.05
+    # ... once the service serves at least this many requests a second.
+    min_rate_rps: float = 0.1
+
+
+@dataclass(frozen=True)
 class RetentionConfig:
     spans_h: int = 72
     samples_d: int = 14
@@ -207,6 +216,7 @@ class Config:
     static_services: tuple[StaticServiceConfig, ...] = ()
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
     collect: CollectConfig = field(default_factory=CollectConfig)
+    verdict: VerdictConfig = field(default_factory=VerdictConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     source_path: str = ""
     demo: bool = False
@@ -230,6 +240,7 @@ _SECTIONS: dict[str, tuple[type, bool]] = {
     "static_services": (StaticServiceConfig, True),
     "catalog": (CatalogConfig, False),
     "collect": (CollectConfig, False),
+    "verdict": (VerdictConfig, False),
     "retention": (RetentionConfig, False),
 }
 
@@ -334,6 +345,13 @@ def _coerce(value: typing.Any, hint: typing.Any, label: str, where: str):
         if value < 0:
             raise ConfigError(f"{where}: {label} must not be negative")
         return value
+    if hint is float:
+        # TOML tells 1 from 1.0; a threshold may be written either way.
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: {label} must be a number, not {_type_name(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: {label} must be a finite number")
+        return float(value)
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: {label} must be a string, not {_type_name(value)}")
@@ -396,12 +414,12 @@ def _check_consistency(config: Config, where: str) -> None:
     for key in ("threads", "streams_per_user", "max_streams", "stream_recheck_s"):
         if getattr(config.server, key) < 1:
             raise ConfigError(f"{where}: [server] {key} must be at least 1")
+    if not 0 < config.verdict.error_ratio < 1:
+        raise ConfigError(f"{where}: [verdict] error_ratio must be between 0 and 1 (a ratio)")
+    if config.verdict.min_rate_rps < 0:
+        raise ConfigError(f"{where}: [verdict] min_rate_rps must be 0 or more")
     if config.collect.interval_s < 1:
         raise ConfigError(f"{where}: [collect] interval_s must be at least 1")
-    if config.prometheus is not None:
-        _check_prometheus(config.prometheus, where)
-    if config.alertmanager is not None and config.alertmanager.timeout_s < 1:
-        raise ConfigError(f"{where}: [alertmanager] timeout_s must be at least 1")
     for nginx in config.nginx:
         if not nginx.reload:
             raise ConfigError(f"{where}: [[nginx]] '{nginx.name}' reload must not be empty")
@@ -410,6 +428,10 @@ def _check_consistency(config: Config, where: str) -> None:
                 f"{where}: [[nginx]] '{nginx.name}' test is not set and reload "
                 f'{list(nginx.reload)} has no "-s reload" to replace with "-t": set test'
             )
+    if config.prometheus is not None:
+        _check_prometheus(config.prometheus, where)
+    if config.alertmanager is not None and config.alertmanager.timeout_s < 1:
+        raise ConfigError(f"{where}: [alertmanager] timeout_s must be at least 1")
     for svc in config.static_services:
         for instance in svc.instances:
             host, sep, port = instance.rpartition(":")
@@ -531,4 +553,9 @@ def _parse_env_value(value: str, hint: typing.Any, name: str) -> typing.Any:
             return int(value)
         except ValueError as exc:
             raise ConfigError(f"environment {name}: '{value}' is not an integer") from exc
+    if hint is float:
+        try:
+            return float(value)
+        except ValueError as exc:
+            raise ConfigError(f"environment {name}: '{value}' is not a number") from exc
     return value

@@ -70,6 +70,8 @@ class InstanceRecord:
     meta: dict[str, str] = field(default_factory=dict)
     version: str | None = None
     checks: tuple[CheckRecord, ...] = ()
+    # The meta of the node it runs on (Consul Node.Meta: zone, rack, OS ...).
+    node_meta: dict[str, str] = field(default_factory=dict)
     # False when the source has no health checks for it (health stays "unknown").
     checked: bool = True
 

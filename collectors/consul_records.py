@@ -23,6 +23,7 @@ def parse_instance(name: str, item: Any) -> tuple[InstanceRecord, dict]:
         raise SourceUnavailable(f"Consul sent an entry without {exc} for service {name!r}") from exc
     tags = tuple(str(t) for t in (service.get("Tags") or []))
     meta = {str(k): str(v) for k, v in (service.get("Meta") or {}).items()}
+    node_meta = {str(k): str(v) for k, v in (node.get("Meta") or {}).items()}
     try:
         check_records = tuple(_check(c) for c in checks)
         port = int(service.get("Port") or 0)
@@ -38,6 +39,7 @@ def parse_instance(name: str, item: Any) -> tuple[InstanceRecord, dict]:
             meta=meta,
             version=_version(meta, tags),
             checks=check_records,
+            node_meta=node_meta,
         ),
         service,
     )

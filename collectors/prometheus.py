@@ -13,8 +13,10 @@ import json
 import math
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
@@ -34,6 +36,8 @@ from collectors.metrics import (
 )
 
 QUANTILES = {"p50_ms": 0.5, "p95_ms": 0.95}
+# One thread per request of a pass: five queries, targets, alerts.
+PARALLEL_REQUESTS = 7
 # Listed one by one on the Sources page; beyond that, a count.
 MAX_TARGET_WARNINGS = 10
 
@@ -211,6 +215,14 @@ class PrometheusCollector:
         self.alert_service_label = alert_service_label
         self.clock = clock
         self._warnings: list[SourceWarning] = []
+        # Made by the first pass: the registry also builds collectors just to list sources.
+        self._pool: ThreadPoolExecutor | None = None
+
+    def close(self) -> None:
+        """Stop the request threads and release the HTTP connections."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self.reader.close()
 
     @classmethod
     def from_config(cls, config, clock: Callable[[], datetime]) -> PrometheusCollector:
@@ -245,9 +257,19 @@ class PrometheusCollector:
         """Read one pass; raise SourceUnavailable if any part cannot be read."""
         observed_at = self.clock()
         queries = self.queries()
+        # The requests are independent: sent at once, a pass takes as long as the slowest.
+        reads: dict[str, Callable[[], object]] = {
+            name: partial(self.reader.instant, name, query) for name, query in queries.items()
+        }
+        reads["targets"] = self._targets
+        reads["alerts"] = self._alerts
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(PARALLEL_REQUESTS, thread_name_prefix=self.name)
+        futures = {name: self._pool.submit(read) for name, read in reads.items()}
+        answers = {name: future.result() for name, future in futures.items()}
         figures: dict[str, dict[str, float | None]] = {}
         for figure in ("rate_rps", "error_ratio", *QUANTILES):
-            for labels, value in self.reader.instant(figure, queries[figure]):
+            for labels, value in answers[figure]:
                 service = labels.get(self.service_label)
                 if not service:
                     continue  # series without the label: not attributable to a service
@@ -258,9 +280,11 @@ class PrometheusCollector:
             observed_at,
             tuple(ServiceRed(service, **values) for service, values in sorted(figures.items())),
         )
-        push = PushGaugeUpdate(observed_at, self.push_gauge, self._push_instances(queries))
-        targets = TargetsUpdate(observed_at, self._targets())
-        alerts = AlertsUpdate(observed_at, self._alerts())
+        push = PushGaugeUpdate(
+            observed_at, self.push_gauge, self._push_instances(answers["push_gauge"])
+        )
+        targets = TargetsUpdate(observed_at, answers["targets"])
+        alerts = AlertsUpdate(observed_at, answers["alerts"])
         self._warnings = _target_warnings(targets.targets)
         return [red, push, targets, alerts]
 
@@ -268,9 +292,9 @@ class PrometheusCollector:
         """Scrape targets that are down, from the last pass."""
         return list(self._warnings)
 
-    def _push_instances(self, queries: dict[str, str]) -> tuple[PushGaugeValue, ...]:
+    def _push_instances(self, series) -> tuple[PushGaugeValue, ...]:
         totals: dict[tuple[str, str], float] = {}
-        for labels, value in self.reader.instant("push_gauge", queries["push_gauge"]):
+        for labels, value in series:
             service = labels.get(self.push_service_label)
             # Prometheus renames a scraped `instance` label to `exported_instance` (honor_labels
             # off): the application's own instance name is that one.

@@ -55,6 +55,7 @@ class Instance(Base):
     port: Mapped[int] = mapped_column(default=0)
     tags: Mapped[list] = mapped_column(JSONType, default=list)
     meta: Mapped[dict] = mapped_column(JSONType, default=dict)
+    node_meta: Mapped[dict] = mapped_column(JSONType, default=dict)
     version: Mapped[str | None] = mapped_column(String(100), default=None)
     health: Mapped[str] = mapped_column(String(20), default="unknown")
     maintenance: Mapped[bool] = mapped_column(default=False)

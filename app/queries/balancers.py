@@ -147,6 +147,7 @@ def balancer_only_instances_json(lb: Mapping[str, list[dict]], known_ids: set[st
                 "version": None,
                 "tags": [],
                 "meta": {"balancer": first["balancer"], "backend": first["backend"]},
+                "node_meta": {},
                 "checks": [],
                 "lb": rows,
                 "source": first["balancer"],

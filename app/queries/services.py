@@ -482,6 +482,7 @@ def _instance_json(inst: Instance, checks: dict[int, list[Check]], lb: list[dict
         "version": inst.version,
         "tags": list(inst.tags or []),
         "meta": dict(inst.meta or {}),
+        "node_meta": dict(inst.node_meta or {}),
         "checks": [
             {
                 "name": c.name or c.check_id,

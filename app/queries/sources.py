@@ -97,6 +97,20 @@ def source_views(
     ]
 
 
+def last_counts(db: Session, names: list[str]) -> dict[str, dict[str, int]]:
+    """Return what each source's last successful pass counted (services, alerts firing, ...)."""
+    counts = {}
+    for name in names:  # one indexed read per source, newest first
+        row = db.execute(
+            select(CollectorRun.counts)
+            .where(CollectorRun.source == name, CollectorRun.ok.is_(True))
+            .order_by(CollectorRun.started_at.desc())
+            .limit(1)
+        ).first()
+        counts[name] = dict(row.counts or {}) if row else {}
+    return counts
+
+
 def _watched(db: Session, view: SourceView, unrecorded: UnrecordedRuns | None) -> SourceView:
     """Mark a blocking-query source, with when it last answered (its last pass's end)."""
     run = db.execute(

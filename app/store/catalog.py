@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from app.models import Check, HealthTransition, Instance, Service, ServiceUpstream
+from app.models import Balancer, Check, HealthTransition, Instance, Service, ServiceUpstream
 from app.store.bulk import insert_columns, insert_columns_keyed, insert_rows, update_rows
 from collectors.base import CatalogUpdate, CheckRecord, InstanceRecord, ServiceRecord
 
@@ -29,7 +29,7 @@ checks_t = Check.__table__
 transitions_t = HealthTransition.__table__
 upstreams_t = ServiceUpstream.__table__
 
-_INSTANCE_FIELDS = ("address", "port", "tags", "meta", "version")
+_INSTANCE_FIELDS = ("address", "port", "tags", "meta", "node_meta", "version")
 _CHECK_FIELDS = ("name", "kind", "status", "output", "notes")
 
 
@@ -116,11 +116,19 @@ def apply_catalog_update(session: Session, source: str, upd: CatalogUpdate) -> C
         _insert_services(session, source, new_records, at, services)
         for record in new_records:
             _queue_new_service(source, services[record.name], record, at, batch, changes)
+    # A service made of a balancer's unmatched members yields to a catalog source that lists
+    # it: the members then match that source's instances (app/store/balancers.py).
+    balancers = _balancer_names(session)
+    yielding = balancers if source not in balancers else set()
     owned = {
         r.name: r
         for r in upd.services
         if r.name not in changes.changed_services
-        and (services[r.name]["source"] == source or services[r.name]["gone_at"] is not None)
+        and (
+            services[r.name]["source"] == source
+            or services[r.name]["gone_at"] is not None
+            or services[r.name]["source"] in yielding
+        )
     }
     service_ids = [services[name]["id"] for name in owned]
     instances = _load_instances(session, service_ids)
@@ -146,6 +154,10 @@ def apply_catalog_update(session: Session, source: str, upd: CatalogUpdate) -> C
     _write(session, batch, source, at)
     changes.transitions = len(batch.transitions)
     return changes
+
+
+def _balancer_names(session: Session) -> set[str]:
+    return set(session.scalars(select(Balancer.name)))
 
 
 def _chunks(values: Sequence, size: int = _CHUNK):
@@ -343,6 +355,7 @@ def _diff_instance(
         "port": inst.port,
         "tags": list(inst.tags),
         "meta": dict(inst.meta),
+        "node_meta": dict(inst.node_meta),
         "version": inst.version,
     }
     maintenance = [c for c in inst.checks if c.kind == "maintenance"]
@@ -524,6 +537,7 @@ def _insert_instances(session: Session, batch: _Batch, source: str, at: datetime
             # Tuples are hashable, so a tag set many instances share is encoded once.
             "tags": [tuple(i.tags) for _, i, _ in inserts],
             "meta": [dict(i.meta) for _, i, _ in inserts],
+            "node_meta": [dict(i.node_meta) for _, i, _ in inserts],
             "version": [i.version for _, i, _ in inserts],
             "health": [state or instance_health(i.checks, i.checked)[0] for _, i, state in inserts],
             "maintenance": [m is not None for m in maintenance],

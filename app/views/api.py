@@ -7,13 +7,14 @@ import json
 from flask import Blueprint, abort, current_app, jsonify, redirect, request, url_for
 
 from app.auth.access import public, require
-from app.queries.balancers import balancer_only_instances_json, lb_rows_by_instance
+from app.queries.service_view import service_view_json
 from app.queries.services import (
     get_service,
     list_services,
-    service_detail_json,
     service_summary_json,
 )
+from app.queries.sources import last_counts
+from app.queries.verdict import rules_from
 from app.quoting import quote_input
 from app.views.common import current_sources, qd
 from app.views.services import service_filter_from
@@ -43,10 +44,8 @@ def service(name: str):
         if found is None:
             abort(404, f"no service named {quote_input(name)} has been seen")
         sources = {s.name: s for s in current_sources(db)}
-        lb = lb_rows_by_instance(db, name, sources, ctx.clock())
-        body = service_detail_json(found, sources.get(found.service.source), lb, sources)
-    known = {i.source_id for i in found.current_instances}
-    body["instances"].extend(balancer_only_instances_json(lb, known))
+        rules = rules_from(ctx.config.verdict)
+        body = service_view_json(db, found, sources, ctx.clock(), rules)
     return jsonify(body)
 
 
@@ -55,7 +54,9 @@ def service(name: str):
 def sources():
     """Return each configured source's status, last success and last error."""
     with qd().store.session() as db:
-        return jsonify({"sources": [s.to_json() for s in current_sources(db)]})
+        views = current_sources(db)
+        counts = last_counts(db, [v.name for v in views])
+        return jsonify({"sources": [{**v.to_json(), "counts": counts[v.name]} for v in views]})
 
 
 @bp.get("/openapi.json")

@@ -7,12 +7,17 @@ from sqlalchemy import select
 
 from app.auth.access import require
 from app.models import HealthTransition, Instance, Service
+from app.queries.disagreements import fleet_disagreements
+from app.queries.metrics import alerts_by_service
 from app.queries.services import WINDOW, current_health, is_proxy, service_strips
+from app.queries.verdict import rules_from
 from app.views.common import current_sources, qd, render_page_or_part
 
 bp = Blueprint("overview", __name__)
 
 ATTENTION_ROWS = 25
+DISAGREEMENT_ROWS = 15
+ALERT_ROWS = 10
 RECENT_TRANSITIONS = 20
 # Worst first: the order of the tiles, of Needs attention and of the Services list's badges.
 STATES = ("critical", "warning", "maintenance", "unknown", "passing")
@@ -41,6 +46,16 @@ def index():
             .limit(RECENT_TRANSITIONS)
         ).all()
         sources = current_sources(db)
+        by_name = {s.name: s for s in sources}
+        failing = [s.name for s in services if s.n_critical or s.n_maintenance]
+        rules = rules_from(ctx.config.verdict)
+        disagreements, judged = fleet_disagreements(db, failing, by_name, now, rules)
+        alerts = [
+            (name, alert)
+            for name, found in sorted(alerts_by_service(db).items())
+            for alert in found
+            if alert.state in ("firing", "active")
+        ]
     totals = dict.fromkeys(STATES, 0)
     instance_totals = dict.fromkeys(STATES, 0)
     for service in services:
@@ -66,4 +81,8 @@ def index():
         transitions=transitions,
         sources=sources,
         stale_sources=[s for s in sources if s.stale],
+        disagreements=disagreements[:DISAGREEMENT_ROWS],
+        disagreement_count=len(disagreements),
+        alerts=alerts[:ALERT_ROWS],
+        alert_count=len(alerts),
     )

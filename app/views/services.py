@@ -6,10 +6,11 @@ import re
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, request, url_for
+from flask import Blueprint, abort, render_template, request, url_for
 from markupsafe import Markup, escape
 
 from app.auth.access import require
+from app.queries.service_view import service_view_json
 from app.queries.services import (
     HEALTH_FILTERS,
     ServiceFilter,
@@ -17,8 +18,11 @@ from app.queries.services import (
     get_service,
     service_topic,
 )
+from app.queries.verdict import rules_from
 from app.quoting import quote_input
 from app.views.common import current_sources, qd, query_number, render_page_or_part
+from collectors.base import SourceUnavailable
+from collectors.prometheus import PrometheusReader, service_red_sparkline
 
 bp = Blueprint("services", __name__)
 
@@ -71,6 +75,12 @@ _BREAK_AFTER = re.compile(r"(?<=[-.:_/@])(?=.)")
 def breakable(value) -> Markup:
     """Escape an identifier and let it wrap only after `-`, `.`, `:`, `_`, `/` or `@`."""
     return Markup("<wbr>").join(escape(part) for part in _BREAK_AFTER.split(str(value)))
+
+
+@bp.app_template_filter("own_node_meta")
+def own_node_meta(meta) -> list[tuple[str, str]]:
+    """The node meta an operator set, sorted: without the keys Consul adds to every node."""
+    return sorted((str(k), str(v)) for k, v in (meta or {}).items() if not k.startswith("consul-"))
 
 
 @bp.app_template_filter("http_href")
@@ -134,6 +144,7 @@ def detail(name: str):
                 "or the Sources page if a source has not reported yet.",
             )
         sources = {s.name: s for s in current_sources(db)}
+        view = service_view_json(db, found, sources, ctx.clock(), rules_from(ctx.config.verdict))
     catalog = ctx.config.catalog
     meta = found.service.meta or {}
     about = [
@@ -145,7 +156,68 @@ def detail(name: str):
         "services/detail.html",
         "services/_detail_body.html",
         d=found,
+        view=view,
+        instance_views={i["id"]: i for i in view["instances"]},
+        verdict_error_ratio=ctx.config.verdict.error_ratio,
         source=sources.get(found.service.source),
         about=about,
         live_topic=service_topic(found.service.name),
+    )
+
+
+# Sparklines: a fixed drawing box; the SVG scales to its container.
+SPARK_W, SPARK_H = 240, 36
+TRAFFIC_FIGURES = (
+    ("rate_rps", "requests/s", "{:.1f}"),
+    ("error_ratio", "error ratio", "{:.1%}"),
+    ("p95_ms", "p95 ms", "{:.0f}"),
+)
+
+
+def sparkline_points(points: list) -> dict | None:
+    """Scale (time, value) points into the sparkline box; None when there is nothing to draw."""
+    known = [(t, v) for t, v in points if v is not None]
+    if len(known) < 2:
+        return None
+    t0, t1 = known[0][0].timestamp(), known[-1][0].timestamp()
+    low = min(v for _, v in known)
+    high = max(v for _, v in known)
+    span_t, span_v = (t1 - t0) or 1.0, (high - low) or 1.0
+    coords = " ".join(
+        f"{(t.timestamp() - t0) / span_t * SPARK_W:.1f},"
+        f"{SPARK_H - 2 - (v - low) / span_v * (SPARK_H - 4):.1f}"
+        for t, v in known
+    )
+    return {"points": coords, "low": low, "high": high, "last": known[-1][1]}
+
+
+@bp.get("/charts/traffic/<path:name>")
+@require("viewer")
+def traffic_chart(name: str):
+    """Draw a service's rate, error ratio and p95 over the last hour, read from Prometheus."""
+    ctx = qd()
+    config = ctx.config.prometheus
+    charts, problem = [], ""
+    if config is None:
+        problem = "No [prometheus] source is configured: there is no history to draw."
+    else:
+        reader = PrometheusReader(config.url, config.range_timeout_s)
+        try:
+            series = service_red_sparkline(reader, config, name, ctx.clock())
+        except SourceUnavailable as exc:
+            problem = f"Prometheus did not answer for the charts: {exc.reason}"
+        else:
+            for key, label, fmt in TRAFFIC_FIGURES:
+                line = sparkline_points(series.get(key) or [])
+                last = fmt.format(line["last"]) if line else ""
+                charts.append({"key": key, "label": label, "line": line, "last": last})
+        finally:
+            reader.close()
+    return render_template(
+        "services/_traffic_chart.html",
+        name=name,
+        charts=charts,
+        problem=problem,
+        width=SPARK_W,
+        height=SPARK_H,
     )

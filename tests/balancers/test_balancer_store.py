@@ -306,3 +306,17 @@ def test_lb_rows_say_unknown_sessions_for_nginx_and_stale_for_a_balancer_not_con
     assert (row["balancer"], row["kind"], row["weight"]) == ("push-nginx", "nginx", 2)
     assert row["sessions"] is None  # nginx OSS counts no connections per server: not 0
     assert row["stale"] is True and row["age_s"] == 30.0
+
+
+def test_a_catalog_source_takes_over_a_service_a_balancer_made_before_it_reported(store):
+    write(store, snapshot(T0, server("s1", 9001, 2, backend="push")))  # HAProxy answers first
+    register_consul(store, T0 + timedelta(seconds=1), "push", ("127.0.0.1", 9001))
+    write(store, snapshot(T0 + timedelta(seconds=10), server("s1", 9001, 2, backend="push")))
+
+    with store.session() as db:
+        push = db.scalar(select(Service).where(Service.name == "push"))
+        live = {(i.source, i.source_id) for i in push.instances if i.gone_at is None}
+        rows = lb_rows_by_instance(db, "push", {}, T0 + timedelta(seconds=10))
+    assert push.source == "consul" and push.gone_at is None
+    assert live == {("consul", "push-9001")}
+    assert set(rows) == {"push-9001"}  # the member is Consul's instance's now

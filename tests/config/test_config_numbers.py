@@ -1,4 +1,5 @@
-"""Ports in the configuration are ASCII digits: anything else is a start-up error, not a crash."""
+"""Numbers in the configuration: ports are ASCII digits, thresholds finite numbers in range;
+anything else is a start-up error, not a crash."""
 
 from __future__ import annotations
 
@@ -29,3 +30,20 @@ def test_a_bind_on_port_zero_is_still_accepted(tmp_path):
     path = tmp_path / "quarterdeck.toml"
     path.write_text('[server]\nbind = "127.0.0.1:0"\n', encoding="utf-8")
     assert load_config(path, environ={}).server.bind == "127.0.0.1:0"
+
+
+def test_the_verdict_thresholds_are_numbers_and_ratios(tmp_path):
+    path = tmp_path / "q.toml"
+    path.write_text("[verdict]\nerror_ratio = 0.1\nmin_rate_rps = 1\n")
+    config = load_config(path, environ={})
+    assert (config.verdict.error_ratio, config.verdict.min_rate_rps) == (0.1, 1.0)
+    for bad, says in (
+        ("error_ratio = 5", "between 0 and 1"),
+        ('error_ratio = "high"', "must be a number"),
+        ("error_ratio = nan", "finite"),
+    ):
+        path.write_text(f"[verdict]\n{bad}\n")
+        with pytest.raises(ConfigError, match=says):
+            load_config(path, environ={})
+    env = {"QUARTERDECK_VERDICT_ERROR_RATIO": "0.2"}
+    assert load_config(None, environ=env).verdict.error_ratio == 0.2

@@ -147,3 +147,22 @@ def test_a_node_leaving_removes_only_its_instances_from_services_elsewhere(
     assert live == {"orders-1", "orders-2"}
     transitions = api.service("orders")["transitions"]
     assert [(t["instance"], t["to"]) for t in transitions] == [("orders-3", "gone")]
+
+
+def test_a_node_meta_change_reaches_every_instance_on_the_node(
+    double, ledger, collected, collect_until
+):
+    qd, collector, api = collected
+    # Consul adds its own keys (consul-version, consul-network-segment) to every node.
+    assert api.instance("ledger", "ledger-1")["node_meta"]["rack"] == "r1"
+
+    double.register_node("node-d", "10.9.8.7", {"rack": "r9", "zone": "eu-west-1b"})
+    collect_until(
+        qd, collector, lambda: api.instance("ledger", "ledger-2")["node_meta"].get("rack") == "r9"
+    )
+
+    for instance_id in ("ledger-1", "ledger-2"):
+        meta = api.instance("ledger", instance_id)["node_meta"]
+        assert (meta["rack"], meta["zone"]) == ("r9", "eu-west-1b")
+    page = api.page("/services/ledger")
+    assert "zone=eu-west-1b" in page and "consul-version=" not in page

@@ -12,7 +12,7 @@ from app.collection.registry import configured_sources
 from app.collection.runner import run_pass
 from app.config import AlertmanagerConfig, PrometheusConfig, StaticServiceConfig
 from app.factory import create_app
-from tests.fixtures.processes import wait_for
+from tests.fixtures.processes import free_port, wait_for
 
 SERVICES = (
     StaticServiceConfig(name="orders", instances=("10.0.0.5:8000",)),
@@ -50,7 +50,11 @@ def test_a_firing_alert_shows_on_its_service_and_a_stopped_prometheus_leaves_red
 ):
     fleet_metrics.serve("orders", per_tick=2, errors_in_ten=5)
     fleet_metrics.serve("payments", per_tick=1)
-    prometheus = prometheus_factory({"fleet": [fleet_metrics.target.address]}, rules=[HIGH_ERRORS])
+    dead = f"127.0.0.1:{free_port()}"
+    prometheus = prometheus_factory(
+        {"fleet": [fleet_metrics.target.address], "gone": [dead]}, rules=[HIGH_ERRORS]
+    )
+    prometheus.wait_for_target("gone", health="down")
     qd = make_qd(
         static_services=SERVICES, prometheus=PrometheusConfig(prometheus.url, window="10s")
     )
@@ -76,6 +80,13 @@ def test_a_firing_alert_shows_on_its_service_and_a_stopped_prometheus_leaves_red
     sources = {s["name"]: s for s in api(client, token, "/api/v1/sources")["sources"]}
     assert sources["prometheus"]["status"] == "ok"
     assert sources["prometheus"]["kind"] == "prometheus"
+    assert sources["prometheus"]["counts"]["alerts_firing"] == 1
+    assert sources["prometheus"]["counts"]["red_services"] == 2
+    assert sources["prometheus"]["counts"]["targets_down"] == 1
+    [warning] = sources["prometheus"]["warnings"]
+    assert warning["kind"] == "target_down"
+    assert warning["message"].startswith(f"scrape target gone/{dead} is down: ")
+    assert "connection refused" in warning["message"]
 
     prometheus.stop()
     failed = run_pass(qd, collectors["prometheus"])
@@ -132,3 +143,4 @@ def test_an_alert_silenced_in_alertmanager_shows_who_silenced_it_and_until_when(
     sources = {s["name"]: s for s in api(client, token, "/api/v1/sources")["sources"]}
     assert sources["alertmanager"]["status"] == "ok"
     assert sources["alertmanager"]["kind"] == "alertmanager"
+    assert sources["alertmanager"]["counts"] == {"alerts": 1, "alerts_firing": 1}
