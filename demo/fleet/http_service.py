@@ -140,6 +140,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        # Which instance answered, errors included (behind a balancer the caller cannot tell).
+        self.send_header("X-Served-By", self.server.instance.instance_id)
         self.end_headers()
         self.wfile.write(body)
 
