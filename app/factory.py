@@ -24,6 +24,7 @@ HSTS_MAX_AGE_S = 365 * 24 * 3600
 NAV = (
     ("overview.index", "Overview"),
     ("services.index", "Services"),
+    ("push.index", "Push"),
     ("sources.index", "Sources"),
 )
 
@@ -95,10 +96,15 @@ def _register_blueprints(app: Flask) -> None:
     from app.views.live import bp as live_bp
     from app.views.ops import bp as ops_bp
     from app.views.overview import bp as overview_bp
+    from app.views.push import api_bp as push_api_bp
+    from app.views.push import bp as push_bp
     from app.views.services import bp as services_bp
     from app.views.sources import bp as sources_bp
 
-    for bp in (auth_bp, ops_bp, overview_bp, services_bp, sources_bp, admin_bp, live_bp, api_bp):
+    for bp in (
+        auth_bp, ops_bp, overview_bp, services_bp, push_bp, sources_bp, admin_bp, live_bp, api_bp,
+        push_api_bp,
+    ):  # fmt: skip
         app.register_blueprint(bp)
 
 

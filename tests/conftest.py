@@ -63,7 +63,7 @@ def store_url(request, tmp_path) -> str:
 
 # Test directories whose app, contexts and users run once on SQLite and once on PostgreSQL
 # (`app_store_url`). The store tests pick their backends themselves (`store_url`).
-BOTH_STORES = ("auth", "web", "balancers")
+BOTH_STORES = ("auth", "web", "balancers", "push")
 TESTS_DIR = Path(__file__).resolve().parent
 
 

@@ -304,6 +304,7 @@ def test_real_answers_of_every_documented_get_match_their_schemas(fleet_app, doc
         "/api/v1/services/{name}": [f"/api/v1/services/{n}" for n in names]
         + ["/api/v1/services/no-such-service"],
         "/api/v1/sources": ["/api/v1/sources"],
+        "/api/v1/push/connections": ["/api/v1/push/connections"],
         "/api/v1/openapi.json": ["/api/v1/openapi.json"],
         "/readyz": ["/readyz"],
     }
