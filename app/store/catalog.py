@@ -130,6 +130,15 @@ def apply_catalog_update(session: Session, source: str, upd: CatalogUpdate) -> C
             or services[r.name]["source"] in yielding
         )
     }
+    taken_over = [services[n]["id"] for n in owned if services[n]["source"] in yielding]
+    if taken_over:
+        # The balancer's own members of it are the same servers, now matched to this source's
+        # instances: they go without a trace rather than "leave the catalog" as noise.
+        session.execute(
+            delete(instances_t).where(
+                instances_t.c.service_id.in_(taken_over), instances_t.c.source.in_(yielding)
+            )
+        )
     service_ids = [services[name]["id"] for name in owned]
     instances = _load_instances(session, service_ids)
     checks = _load_checks(session, [i["id"] for rows in instances.values() for i in rows.values()])

@@ -15,6 +15,7 @@ from app.models import (
     BalancerMember,
     BalancerProxyState,
     BalancerRollup,
+    HealthTransition,
     Instance,
     Service,
 )
@@ -320,3 +321,11 @@ def test_a_catalog_source_takes_over_a_service_a_balancer_made_before_it_reporte
     assert push.source == "consul" and push.gone_at is None
     assert live == {("consul", "push-9001")}
     assert set(rows) == {"push-9001"}  # the member is Consul's instance's now
+    # The balancer's placeholder for the same server goes without a "left the catalog" trace.
+    with store.session() as db:
+        push = db.scalar(select(Service).where(Service.name == "push"))
+        assert [(i.source, i.source_id) for i in push.instances] == [("consul", "push-9001")]
+        transitions = db.scalars(
+            select(HealthTransition).where(HealthTransition.service_id == push.id)
+        ).all()
+        assert [t.to_state for t in transitions] == []

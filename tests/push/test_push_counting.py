@@ -60,6 +60,19 @@ def test_haproxy_counts_come_first_and_name_their_balancer():
     assert {s["source"] for s in first["sources"]} == {"edge", "prometheus"}
 
 
+def test_behind_haproxy_and_nginx_at_once_the_instances_own_gauge_is_the_whole_count():
+    # HAProxy holds 50 of push-1's connections, nginx (which cannot say) the other 50.
+    members = [
+        member("push-1", 50, instance="push-1"),
+        member("127.0.0.1:9000", None, kind="nginx", balancer="push-nginx", instance="push-1"),
+    ]
+    counted = only_service(count_connections(members, [gauge("push-1", 100)], []))["push-1"]
+    assert (counted.connections, counted.source) == (100, "prometheus")
+    # Without a fresh gauge, HAProxy's part is the best there is, and says whose it is.
+    stale = count_connections(members, [gauge("push-1", 100, stale=True)], [])
+    assert only_service(stale)["push-1"].source == "edge"
+
+
 def test_prometheus_gauge_counts_what_no_balancer_counts():
     nginx_member = member("10.0.0.1:9000", None, kind="nginx", balancer="push-nginx",
                           instance="push-1")  # fmt: skip

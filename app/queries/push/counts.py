@@ -79,12 +79,17 @@ class InstanceCount:
         """Choose the readings: HAProxy before Prometheus, fresh before stale.
 
         Several HAProxy balancers in front of one instance each hold some of its connections,
-        so their counts add up; Prometheus counts them all at once, so it is never added.
+        so their counts add up; Prometheus counts them all at once, so it is never added. When
+        a balancer that cannot count per server (nginx OSS) also sends it connections, HAProxy
+        sees only part of them: the instance's own gauge, when fresh, is the whole count.
         """
         haproxy = [r for r in self.readings if r.kind == "haproxy"]
         gauge = [r for r in self.readings if r.kind == PROMETHEUS]
-        for group in ([r for r in haproxy if not r.stale], [r for r in gauge if not r.stale],
-                      haproxy, gauge):  # fmt: skip
+        fresh_haproxy = [r for r in haproxy if not r.stale]
+        fresh_gauge = [r for r in gauge if not r.stale]
+        uncounted_path = any(m.sessions is None and not m.stale for m in self.members)
+        first = (fresh_gauge, fresh_haproxy) if uncounted_path else (fresh_haproxy, fresh_gauge)
+        for group in (*first, haproxy, gauge):
             if group:
                 self.chosen = group[:1] if group[0].kind == PROMETHEUS else group
                 break
