@@ -91,7 +91,8 @@ def instance_verdict(health: str, lb_rows: Sequence[Mapping]) -> dict:
         elif state in ("up", "nolb"):
             if state == "nolb" and not stale:
                 opinions.append("warning")
-            serving = row.get("weight") != 0 and state == "up"
+            # A backup server gets traffic only once every primary is gone.
+            serving = row.get("weight") != 0 and state == "up" and not row.get("backup")
             if serving and health in ("critical", "maintenance"):
                 traffic = f", {sessions} open connections" if sessions else ""
                 disagreements.append(

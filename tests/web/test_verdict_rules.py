@@ -47,6 +47,11 @@ def test_critical_in_consul_while_the_balancer_still_sends_traffic():
     assert d["traffic"] and "12 open connections" in d["says"]
 
 
+def test_a_backup_server_is_not_said_to_send_traffic():
+    backup = {**lb("up", kind="nginx", status="backup"), "backup": True}
+    assert instance_verdict("critical", [backup])["disagreements"] == []
+
+
 def test_a_drained_server_does_not_send_traffic_and_says_so():
     assert instance_verdict("critical", [lb("drain", status="DRAIN")])["disagreements"] == []
     drained = instance_verdict("passing", [lb("drain", status="DRAIN")])
