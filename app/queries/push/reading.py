@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select, union_all
 from sqlalchemy.orm import Session
 
 from app.config import PrometheusConfig
@@ -185,27 +185,31 @@ def read_drain_history(db: Session, members: list[MemberCount], now: datetime) -
     if not draining:
         return {}
     # Only the minutes around each start and the latest ones are read (drains.py needs no more).
+    # One SELECT per window (UNION ALL): each one is a range of the (balancer, minute_at) index,
+    # where an OR of the windows would have SQLite read every minute of the balancer.
     recent = now - DRAIN_RATE_WINDOW - timedelta(minutes=2)
     starts = sorted({m.state_since for m in draining if m.state_since and m.state_since < recent})
     windows = [rollups_t.c.minute_at >= recent] + [
-        rollups_t.c.minute_at.between(start - timedelta(minutes=2), start) for start in starts
+        rollups_t.c.minute_at.between(low, high) for low, high in _merged_windows(starts)
     ]
-    rows = db.execute(
-        select(
-            rollups_t.c.balancer,
-            rollups_t.c.backend,
-            rollups_t.c.server,
-            rollups_t.c.minute_at,
-            rollups_t.c.sessions_max,
-            rollups_t.c.sessions_last,
-        )
-        .where(
-            rollups_t.c.balancer.in_(sorted({m.balancer for m in draining})),
-            rollups_t.c.server.in_(sorted({m.server for m in draining})),
-            or_(*windows),
-        )
-        .order_by(rollups_t.c.minute_at)
+    balancers = sorted({m.balancer for m in draining})
+    servers = sorted({m.server for m in draining})
+    columns = (
+        rollups_t.c.balancer,
+        rollups_t.c.backend,
+        rollups_t.c.server,
+        rollups_t.c.minute_at,
+        rollups_t.c.sessions_max,
+        rollups_t.c.sessions_last,
     )
+    parts = [
+        select(*columns).where(
+            rollups_t.c.balancer.in_(balancers), rollups_t.c.server.in_(servers), window
+        )
+        for window in windows
+    ]
+    query = union_all(*parts).subquery()
+    rows = db.execute(select(query).order_by(query.c.minute_at))
     wanted = {(m.balancer, m.backend, m.server) for m in draining}
     history: History = {}
     for balancer, backend, server, minute_at, high, last in rows:
@@ -220,6 +224,18 @@ def read_drain_history(db: Session, members: list[MemberCount], now: datetime) -
                 (m.observed_at, float(m.sessions))
             )
     return history
+
+
+def _merged_windows(starts: list[datetime]) -> list[tuple[datetime, datetime]]:
+    """The two minutes before each drain start, overlapping ones joined (no row read twice)."""
+    merged: list[tuple[datetime, datetime]] = []
+    for start in starts:
+        low = start - timedelta(minutes=2)
+        if merged and low <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], start)
+        else:
+            merged.append((low, start))
+    return merged
 
 
 def read_rollup_series(
