@@ -21,6 +21,9 @@ SLICE = 100
 # A sweep reads at most this many services a second; a hint never starts two within this.
 SWEEP_RATE_PER_S = 100.0
 MIN_SWEEP_INTERVAL_S = 5.0
+# After a sweep a hint waits this many times the sweep's own length: under registrations that
+# never stop, sweeping takes at most a quarter of the time, and the health path the rest.
+SWEEP_REST_FACTOR = 3.0
 
 FetchMany = Callable[[list[str]], dict[str, Answer]]
 
@@ -57,6 +60,7 @@ class Reconciler:
         self._sweeping = False  # from a sweep's start to the end of its last slice's budget
         # The first hint sweeps at once; the first periodic sweep comes after sweep_every_s.
         self._last_sweep_at = time.monotonic() - min_sweep_interval_s
+        self._hint_sweep_after = 0.0  # monotonic time before which a hint does not sweep
         self.thread: threading.Thread | None = None
         self.fetched = 0
         self.sweeps = 0
@@ -122,6 +126,9 @@ class Reconciler:
                     )
                     if time.monotonic() >= deadline and not self._sweep:
                         self._sweeping = False
+                        ended = time.monotonic()
+                        rest = SWEEP_REST_FACTOR * (ended - self._last_sweep_at)
+                        self._hint_sweep_after = ended + rest
 
     def _next_slice(self) -> list[str]:
         with self._cond:
@@ -137,15 +144,23 @@ class Reconciler:
                     return names
                 if now - self._last_sweep_at >= self.sweep_every_s:
                     self._sweep_wanted = True
-                if self._sweep_wanted and now - self._last_sweep_at >= self.min_sweep_interval_s:
+                periodic = now - self._last_sweep_at >= self.sweep_every_s
+                if (
+                    self._sweep_wanted
+                    and now - self._last_sweep_at >= self.min_sweep_interval_s
+                    and (periodic or now >= self._hint_sweep_after)
+                ):
                     self._sweep_wanted = False
                     self._last_sweep_at = now
                     self._sweep = sorted(self._names())
                     self._sweeping = True
                     self.sweeps += 1
                     continue
-                due = self._last_sweep_at + (
-                    self.min_sweep_interval_s if self._sweep_wanted else self.sweep_every_s
+                due = min(
+                    self._last_sweep_at + self.sweep_every_s,
+                    max(self._last_sweep_at + self.min_sweep_interval_s, self._hint_sweep_after)
+                    if self._sweep_wanted
+                    else float("inf"),
                 )
                 self._cond.wait(max(0.01, due - now))
             return []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from app.collection.runner import run_pass
+from collectors.consul import ConsulCollector
 
 FETCH = "/v1/health/service/"
 WATCHED = ("/v1/catalog/services", "/v1/catalog/nodes", "/v1/health/state/")
@@ -105,3 +106,43 @@ def test_a_check_change_is_not_held_back_by_a_sweep_in_progress(
 
     assert collector.reconciling, "the sweep is still under way"
     assert double.request_count(FETCH + "payments") == fetched_before
+
+
+def test_under_churn_that_never_stops_sweeps_rest_three_times_their_length(
+    double, make_consul_qd, make_api
+):
+    double.register_node("node-a", "127.0.0.1")
+    for number in range(120):
+        double.register_service(
+            "node-a",
+            f"svc-{number}-1",
+            f"svc-{number}",
+            address="127.0.0.1",
+            port=20000 + number,
+            checks=[{"CheckID": f"svc-{number}-ok", "Name": "ok", "Status": "passing"}],
+        )
+    qd = make_consul_qd(wait_s=5)
+    # 120 services at 40 a second: a sweep of about 3 s, then a rest of about 9 s.
+    collector = ConsulCollector(
+        double.url, wait_s=5, clock=qd.clock, sweep_rate_per_s=40, min_sweep_interval_s=0.5
+    )
+    try:
+        assert run_pass(qd, collector).ok
+        double.start_fault("churn", rate_per_s=10)
+        double.reset_request_counts()
+        started = time.monotonic()
+        while double.request_count(FETCH) < 120:  # the first sweep, set off by the churn
+            run_passes_for(qd, collector, 0.5)
+            assert time.monotonic() - started < 60, "the churn never set off a sweep"
+        after_first = double.request_count(FETCH)
+        run_passes_for(qd, collector, 4.0)  # well inside the rest, however slow the machine
+        # Resting: no second sweep yet, though the catalog index kept moving all along.
+        assert double.request_count(FETCH) - after_first < 40, double.request_count(FETCH)
+        while double.request_count(FETCH) < after_first + 120:  # ... and then it sweeps again
+            run_passes_for(qd, collector, 0.5)
+            assert time.monotonic() - started < 120, "no second sweep"
+    finally:
+        double.stop_fault("churn")
+        collector.close()
+        double.stop()
+        collector.close(timeout=5)
