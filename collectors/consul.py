@@ -111,6 +111,7 @@ class ConsulCollector:
         self._fetched: dict[str, Answer] = {}
         self._reconcile_error: SourceUnavailable | None = None
         self._pair_since: float | None = None
+        self._full_pass_s = 0.0
         self._threads: list[threading.Thread] = []
         self._acl = AclFilters()
 
@@ -178,6 +179,7 @@ class ConsulCollector:
                 self._reader.close_thread_client()
 
     def _full_pass(self) -> CatalogUpdate:
+        started = time.monotonic()
         catalog = self._reader.catalog_services()
         nodes = self._reader.catalog_nodes()
         health = [self._reader.health_state(state) for state in self._health_states]
@@ -203,6 +205,7 @@ class ConsulCollector:
         with self._cond:
             self._acl.note_read(CATALOG, catalog.filtered)
             self._acl.note_read(NODES, nodes.filtered)
+            self._full_pass_s = time.monotonic() - started
             self._model = model
             self._start_answers = {
                 "catalog": catalog,
@@ -443,6 +446,7 @@ class ConsulCollector:
                 sweep_every_s=self.sweep_every_s,
                 rate_per_s=self.sweep_rate_per_s,
                 min_sweep_interval_s=self.min_sweep_interval_s,
+                swept_for_s=self._full_pass_s,
             )
         for name, watch in self._watches.items():
             watch.start(f"{self.name}-watch-{name}", self._reader.close_thread_client)

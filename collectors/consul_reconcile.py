@@ -43,6 +43,7 @@ class Reconciler:
         sweep_every_s: float,
         rate_per_s: float = SWEEP_RATE_PER_S,
         min_sweep_interval_s: float = MIN_SWEEP_INTERVAL_S,
+        swept_for_s: float = 0.0,
     ) -> None:
         self._fetch_many = fetch_many
         self._names = names
@@ -60,7 +61,9 @@ class Reconciler:
         self._sweeping = False  # from a sweep's start to the end of its last slice's budget
         # The first hint sweeps at once; the first periodic sweep comes after sweep_every_s.
         self._last_sweep_at = time.monotonic() - min_sweep_interval_s
-        self._hint_sweep_after = 0.0  # monotonic time before which a hint does not sweep
+        # Before this monotonic time a hint does not sweep. The full pass that came just before
+        # (`swept_for_s` long) read every service: it rests like a sweep of its own.
+        self._hint_sweep_after = time.monotonic() + SWEEP_REST_FACTOR * swept_for_s
         self.thread: threading.Thread | None = None
         self.fetched = 0
         self.sweeps = 0
