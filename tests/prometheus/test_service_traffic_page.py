@@ -3,10 +3,13 @@ disagreement when errors rise while nothing fails a check, and the last hour as 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from app.collection.registry import configured_sources
 from app.collection.runner import run_pass
 from app.config import PrometheusConfig, StaticServiceConfig
 from app.factory import create_app
+from app.views.services import SPARK_H, SPARK_W, sparkline_points
 from tests.conftest import sign_in
 from tests.fixtures.processes import wait_for
 
@@ -41,12 +44,20 @@ def test_errors_above_the_threshold_show_on_the_page_the_verdict_and_the_sparkli
     assert 'id="traffic"' in page and "data-red-errors" in page and 'id="disagreements"' in page
     assert 'hx-get="/charts/traffic/orders"' in page
 
-    def drawn():
-        chart = client.get("/charts/traffic/orders").get_data(as_text=True)
-        return chart if chart.count("<polyline") == 3 else None
+    # The hour is read in 60 s steps: a line needs two of them, so a fresh Prometheus may
+    # still say so (the range reads themselves are tested in test_templates_and_charts.py).
+    chart = client.get("/charts/traffic/orders").get_data(as_text=True)
+    assert chart.count("<figure") == 3 and "error ratio, last hour" in chart
+    assert chart.count("<polyline") + chart.count("no samples in the last hour") == 3
 
-    chart = wait_for(drawn, "a range of samples for every figure", timeout=60)
-    assert "error ratio, last hour" in chart
+
+def test_a_sparkline_scales_its_points_into_the_box_and_skips_the_gaps():
+    start = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
+    points = [(start + timedelta(minutes=m), v) for m, v in ((0, 1.0), (1, None), (2, 3.0))]
+    line = sparkline_points(points)
+    assert line["points"] == f"0.0,{SPARK_H - 2:.1f} {SPARK_W:.1f},2.0"
+    assert (line["low"], line["high"], line["last"]) == (1.0, 3.0, 3.0)
+    assert sparkline_points(points[:2]) is None  # one known value draws no line
 
 
 def test_the_traffic_chart_says_why_it_cannot_draw(make_qd, make_user):
