@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     except AccountError as exc:  # a user or token request the store cannot honour
         print(f"quarterdeck: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C before a command set up its own handling (start-up)
+        print("quarterdeck: interrupted", file=sys.stderr)
+        return 130
 
 
 class _LogFormatter(logging.Formatter):
@@ -113,6 +116,67 @@ def _parser() -> argparse.ArgumentParser:
     collect.add_argument("--only", default="", help="comma-separated source names or kinds")
     collect.set_defaults(handler=_collect)
 
+    jobs = sub.add_parser("jobs", help="list every scheduled job, its last run, and the leader")
+    jobs.set_defaults(handler=_jobs)
+
+    action = sub.add_parser("action", help="change the fleet: planned, confirmed, audited")
+    action_sub = action.add_subparsers(dest="action_command", required=True)
+    for verb, helptext in (
+        ("drain", "take an instance out of every balancer and put it in Consul maintenance"),
+        ("ready", "put a drained instance back"),
+    ):
+        command = action_sub.add_parser(verb, help=helptext)
+        command.add_argument("target", metavar="SERVICE/INSTANCE")
+        command.add_argument("--reason", default="", help="why, for the audit")
+        command.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+        command.add_argument("--yes", action="store_true", help="do not ask before running")
+        if verb == "drain":
+            command.add_argument(
+                "--force", action="store_true", help="drain even the last healthy instance"
+            )
+            command.add_argument(
+                "--wait",
+                action="store_true",
+                help="report done only when the instance holds no connection",
+            )
+            command.add_argument(
+                "--wait-timeout", type=int, default=None, metavar="SECONDS",
+                help="give up waiting after this long (default 120, at most 240)",
+            )  # fmt: skip
+        command.set_defaults(handler=_action, verb=verb)
+    _add_service_action_parsers(action_sub)
+    approve = action_sub.add_parser("approve", help="approve (and run) another's service action")
+    approve.add_argument("id", help="the action's audit id")
+    approve.set_defaults(handler=_action_approve)
+    undo = action_sub.add_parser("undo", help="undo exactly what an audited action changed")
+    undo.add_argument("id", help="the action's audit id")
+    undo.set_defaults(handler=_action_undo)
+
+    runbook = sub.add_parser("runbook", help="multi-step procedures from [runbooks] file")
+    runbook_sub = runbook.add_subparsers(dest="runbook_command", required=True)
+    runbook_sub.add_parser("list", help="list the runbooks and their steps").set_defaults(
+        handler=_runbook_list
+    )
+    run = runbook_sub.add_parser("run", help="plan, confirm and run a runbook on a target")
+    run.add_argument("name")
+    run.add_argument("--target", required=True, metavar="SERVICE[/INSTANCE]")
+    run.add_argument("--reason", default="", help="why, for the audit")
+    run.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    run.add_argument("--yes", action="store_true", help="do not ask before running")
+    run.add_argument("--force", action="store_true", help="drain even the last healthy instance")
+    run.set_defaults(handler=_runbook_run)
+    report = sub.add_parser("report", help="the on-call handoff reports")
+    report_sub = report.add_subparsers(dest="report_command", required=True)
+    report_run = report_sub.add_parser("run", help="make a report now, store and deliver it")
+    report_run.add_argument("name", help="a [[reports]] name")
+    report_run.add_argument(
+        "--out", help="also write it to this file (HTML; CSV when the name ends in .csv)"
+    )
+    report_run.set_defaults(handler=_report_run)
+    report_sub.add_parser("list", help="configured reports and the stored ones").set_defaults(
+        handler=_report_list
+    )
+
     demo = sub.add_parser("demo", help="the dashboard on a fresh SQLite with a simulated fleet")
     demo.add_argument("--bind", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)")
     demo.add_argument(
@@ -154,8 +218,7 @@ def _db_upgrade(config: Config, _args) -> int:
 
     url = config.store.url
     try:
-        before = migrations.revision_of(url)
-        migrations.upgrade(url)
+        before = migrations.upgrade(url)
     except Exception as exc:  # a migration runs in one transaction: nothing of it stayed
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         print(f"quarterdeck: db upgrade failed, the store is unchanged: {reason}", file=sys.stderr)
@@ -219,6 +282,33 @@ def _user_list(config: Config, _args) -> int:
     return 0
 
 
+def _jobs(config: Config, _args) -> int:
+    from app.collection.jobs import declared_jobs
+    from app.queries.jobs import job_views, leader_view
+
+    def at(value) -> str:
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else "never"
+
+    with _opened(config) as qd, qd.store.session() as db:
+        leader = leader_view(db)
+        views = job_views(db, declared_jobs(qd), qd.clock())
+    if leader is None:
+        print("leader: none yet (no `quarterdeck serve` has led)")
+    else:
+        print(f"leader: {leader.replica} since {at(leader.since_at)} (term {leader.term})")
+    print(f"{'JOB':<28} {'EVERY':>7} {'STATUS':<7} {'LAST RUN':<21} {'TOOK':>8}  NEXT RUN")
+    for job in views:
+        took = f"{job.duration_s:.3f}s" if job.duration_s is not None else "-"
+        next_run = at(job.next_run_at) if job.next_run_at else "-"
+        print(
+            f"{job.id:<28} {job.every_s:>6g}s {job.status:<7} {at(job.last_run_at):<21} "
+            f"{took:>8}  {next_run}"
+        )
+        if job.status == "error":
+            print(f"{'':<28} error: {job.last_error}")
+    return 0
+
+
 def _user_set_role(config: Config, args) -> int:
     from app.auth.administration import set_role
 
@@ -268,7 +358,9 @@ def _token_create(config: Config, args) -> int:
 
 
 def _collect(config: Config, args) -> int:
+    from app.collection.probes import run_and_record
     from app.collection.registry import configured_sources
+    from app.collection.releases import track_releases
     from app.collection.runner import run_pass
 
     qd = open_quarterdeck(config)
@@ -278,7 +370,12 @@ def _collect(config: Config, args) -> int:
         for s in configured_sources(config, qd.clock)
         if not wanted or s.name in wanted or s.kind in wanted
     ]
-    unknown = wanted - {s.name for s in sources} - {s.kind for s in sources}
+    # Probes answer to "probes" (all of them) or "probe:<name>"; the releases job to "releases".
+    probes = [
+        p for p in config.probes if not wanted or "probes" in wanted or f"probe:{p.name}" in wanted
+    ]
+    extra = {"probes", "releases"} | {f"probe:{p.name}" for p in config.probes}
+    unknown = wanted - {s.name for s in sources} - {s.kind for s in sources} - extra
     if unknown:
         print(
             f"quarterdeck: no configured source named {', '.join(sorted(unknown))}", file=sys.stderr
@@ -296,7 +393,164 @@ def _collect(config: Config, args) -> int:
         else:
             failed = True
             print(f"{source.name:<16} {source.kind:<10} FAILED: {result.error}")
+    # A failing probe is a result (recorded, with its reason), not a source that failed.
+    for probe in probes:
+        seen = run_and_record(qd, probe)
+        state = "passing" if seen.ok else "failing"
+        # The reason quotes the endpoint's answer: no control characters reach the terminal.
+        detail = "".join(c if c.isprintable() else "?" for c in seen.detail)
+        label = f"probe:{probe.name}"
+        print(f"{label:<16} {'probe':<10} {state} in {seen.latency_ms:.0f} ms: {detail}")
+    if not wanted or "releases" in wanted:
+        run = track_releases(qd)
+        figures = ", ".join(f"{k}={v}" for k, v in sorted(run.counts.items()))
+        if run.ok:
+            print(f"{'releases':<16} {'job':<10} ok {figures}")
+        else:
+            failed = True
+            print(f"{'releases':<16} {'job':<10} FAILED: {run.error}")
     return 1 if failed else 0
+
+
+def _action(config: Config, args) -> int:
+    from app.actions.command import run_instance_command
+
+    with _opened(config) as qd:
+        return run_instance_command(
+            qd,
+            _cli_actor(),
+            args.verb,
+            args.target,
+            reason=args.reason,
+            dry_run=args.dry_run,
+            yes=args.yes,
+            force=getattr(args, "force", False),
+            wait=getattr(args, "wait", False),
+            wait_timeout_s=getattr(args, "wait_timeout", None),
+        )
+
+
+def _add_service_action_parsers(action_sub) -> None:
+    """`action degrade|restore|canary|rollback SERVICE`: the API's params as options."""
+    helps = {
+        "degrade": "write the service's degrade switch (it expires at --until)",
+        "restore": "delete the service's degrade switch",
+        "canary": "shift a percentage of requests between two versions' servers by weight",
+        "rollback": "move traffic back to the previous release and write the releases key",
+    }
+    for verb, helptext in helps.items():
+        command = action_sub.add_parser(verb, help=helptext)
+        command.add_argument("service", metavar="SERVICE")
+        command.add_argument("--reason", default="", help="why, for the audit")
+        command.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+        command.add_argument("--yes", action="store_true", help="do not ask before running")
+        command.add_argument(
+            "--break-glass",
+            action="store_true",
+            help="run without the approval it needs (needs --reason; loudly audited)",
+        )
+        if verb in ("degrade", "canary", "rollback"):
+            command.add_argument(
+                "--no-silence", action="store_true", help="do not silence its alerts meanwhile"
+            )
+        if verb == "degrade":
+            command.add_argument("--level", default="degraded", help="the switch's level")
+            command.add_argument(
+                "--feature", action="append", default=[], help="a feature to switch off (repeat)"
+            )
+            command.add_argument("--until", help="RFC 3339 end (default: in one hour)")
+            command.add_argument("--for", dest="duration_s", type=int, help="seconds, not --until")
+        if verb in ("degrade", "restore"):
+            command.add_argument("--weight", type=int, help="also set this HAProxy weight")
+        if verb == "canary":
+            command.add_argument("--from", dest="from_version", required=True, help="old version")
+            command.add_argument("--to", dest="to_version", required=True, help="canary version")
+            share = command.add_mutually_exclusive_group(required=True)
+            share.add_argument("--percent", type=int, help="the canary's share of requests")
+            share.add_argument("--abort", action="store_true", help="all traffic back to --from")
+        command.set_defaults(handler=_service_action, verb=verb)
+
+
+def _service_action(config: Config, args) -> int:
+    from app.actions.command import run_action_command
+
+    params: dict = {}
+    if getattr(args, "no_silence", False):
+        params["silence"] = False
+    if args.verb == "degrade":
+        params.update(level=args.level, features_off=args.feature)
+        if args.until:
+            params["until"] = args.until
+        if args.duration_s is not None:
+            params["duration_s"] = args.duration_s
+    if getattr(args, "weight", None) is not None:
+        params["weight"] = args.weight
+    if args.verb == "canary":
+        params.update({"from": args.from_version, "to": args.to_version})
+        if args.abort:
+            params["abort"] = True
+        else:
+            params["percent"] = args.percent
+    body = {
+        "action": args.verb,
+        "target": {"service": args.service},
+        "params": params,
+        "reason": args.reason,
+        "break_glass": args.break_glass,
+    }
+    with _opened(config) as qd:
+        return run_action_command(qd, _cli_actor(), body, dry_run=args.dry_run, yes=args.yes)
+
+
+def _action_approve(config: Config, args) -> int:
+    from app.actions.command import run_approve_command
+
+    with _opened(config) as qd:
+        return run_approve_command(qd, _cli_actor(), args.id)
+
+
+def _action_undo(config: Config, args) -> int:
+    from app.actions.command import run_undo_command
+
+    with _opened(config) as qd:
+        return run_undo_command(qd, _cli_actor(), args.id)
+
+
+def _runbook_list(config: Config, _args) -> int:
+    from app.runbooks.command import list_runbooks_command
+
+    with _opened(config) as qd:
+        return list_runbooks_command(qd)
+
+
+def _runbook_run(config: Config, args) -> int:
+    from app.runbooks.command import run_runbook_command
+
+    with _opened(config) as qd:
+        return run_runbook_command(
+            qd,
+            _cli_actor(),
+            args.name,
+            args.target,
+            reason=args.reason,
+            dry_run=args.dry_run,
+            yes=args.yes,
+            force=args.force,
+        )
+
+
+def _report_run(config: Config, args) -> int:
+    from app.reports.commands import run_report_command
+
+    with _opened(config) as qd:
+        return run_report_command(qd, args.name, args.out)
+
+
+def _report_list(config: Config, _args) -> int:
+    from app.reports.commands import list_reports_command
+
+    with _opened(config) as qd:
+        return list_reports_command(qd)
 
 
 def _serve(config: Config, args) -> int:
@@ -344,13 +598,12 @@ def _run_server(qd, *, dev: bool = False) -> int:
         from app.serving import serve_quarterdeck
 
         return serve_quarterdeck(qd)
-    from app.collection.scheduler import CollectionService
     from app.factory import create_app
+    from app.replicas.running import Replica
 
     app = create_app(qd=qd)
     host, _, port = qd.config.server.bind.rpartition(":")
-    collection = CollectionService(qd)
-    collection.start()
+    collection = Replica(qd).start()
     log.info("Quarterdeck (development server) listening on http://%s:%s/", host, port)
     try:
         app.run(host=host, port=int(port), threaded=True, use_reloader=False)

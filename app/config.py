@@ -61,6 +61,8 @@ class ConsulConfig:
     verify_tls: bool = True
     ca_file: str = ""
     wait_s: int = 60
+    # Where maintenance is sent for a service on node {node} (an agent endpoint); "": `url`.
+    agent_url: str = ""
 
 
 # PromQL templates per preset; {label}, {window} and {quantile} are filled in, nothing else.
@@ -133,6 +135,17 @@ class RedisConfig:
     url: str = "redis://127.0.0.1:6379/0"
     stream: str = "quarterdeck:idem:events"
     key_pattern: str = "idem:*"
+    timeout_s: int = 5
+    # The consumer group the collector reads the stream with, and its consumer name in it
+    # ("" = quarterdeck@<hostname>, stable across restarts so its pending entries come back).
+    group: str = "quarterdeck"
+    consumer: str = ""
+    batch: int = 1000  # entries per XREADGROUP / XAUTOCLAIM call
+    max_per_pass: int = 50000  # entries stored per collection pass at most
+    claim_idle_ms: int = 60000  # a pending entry idle this long is taken over (XAUTOCLAIM)
+    scan_max_keys: int = 1000  # in-flight keys sampled per pass at most (SCAN)
+    # The Idempotency page calls a key a retry storm above this many events in one minute.
+    storm_per_min: int = 10
 
 
 @dataclass(frozen=True)
@@ -185,6 +198,14 @@ class CollectConfig:
 
 
 @dataclass(frozen=True)
+class LeaderConfig:
+    # This process's name among the replicas; empty means host:pid.
+    replica: str = ""
+    # How often the leader checks its lock and a follower tries to take it.
+    heartbeat_s: float = 1.0
+
+
+@dataclass(frozen=True)
 class VerdictConfig:
     # Above this error ratio (0-1) Prometheus disagrees with passing checks ...
     error_ratio: float = 0.05
@@ -193,11 +214,163 @@ class VerdictConfig:
 
 
 @dataclass(frozen=True)
+class OtlpConfig:
+    # The variable holding the ingest token; unset or empty: ingest takes no token.
+    token_env: str = "QUARTERDECK_OTLP_TOKEN"  # noqa: S105 (a variable name)
+    # The limit applies to the body after decompression (and to the body as sent).
+    max_body_mb: int = 8
+
+
+@dataclass(frozen=True)
 class RetentionConfig:
     spans_h: int = 72
     samples_d: int = 14
     transitions_d: int = 400
     audit_d: int = 0
+    # Row budget for stored spans (0: none). Above it whole traces go, oldest first, except
+    # error traces and slow ones (see slow_ms).
+    spans_max: int = 0
+    # A trace at least this long is slow and kept (0: only the p95 rule, slower than 95% of
+    # the traces with the same root operation).
+    slow_ms: int = 0
+    # Idempotency events (the stream's copy in the store; Redis keeps its own, trimmed).
+    idempotency_d: int = 30
+
+
+@dataclass(frozen=True)
+class MapConfig:
+    # The whole-fleet map shows at most this many nodes; past it the rest is grouped.
+    node_limit: int = 300
+    # How to group: "prefix" (name up to - . _ / :), "tag:<prefix>" or "meta:<key>".
+    group_by: str = "prefix"
+    # Optional PromQL whose series name an edge by two labels; the value is its rate (req/s).
+    edge_query: str = ""
+    edge_source_label: str = "source"
+    edge_target_label: str = "target"
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """One business availability probe (`[[probes]]`, docs/configuration.md)."""
+
+    name: str
+    service: str
+    url: str
+    method: str = "GET"
+    interval_s: int = 30
+    timeout_ms: int = 2000
+    expect_status: int = 200
+    # A substring the body must contain ("": any body).
+    expect_body: str = ""
+    # {path = "$.status", equals = "ok"}: the JSON body's value at path must equal `equals`.
+    expect_json: dict[str, typing.Any] = field(default_factory=dict)
+    # Slower than this is a failure (0: only the timeout limits it).
+    latency_budget_ms: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    # Header name -> the environment variable holding its value (secrets stay out of the file).
+    headers_env: dict[str, str] = field(default_factory=dict)
+    body: str = ""
+    follow_redirects: bool = False
+
+
+@dataclass(frozen=True)
+class RunbooksConfig:
+    # The YAML file of named multi-step procedures (relative to this file's folder).
+    file: str = ""
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """One guarded automation rule (`[[rules]]`, docs/runbooks.md)."""
+
+    name: str
+    when: str
+    runbook: str
+    for_s: int = 60
+    # propose (a plan waiting for approval) | auto (runs within limits) | dry-run (audit only)
+    mode: str = "propose"
+    # auto: at most this many automated runs on one service in any hour.
+    max_per_hour: int = 2
+    # The condition's own parameters (threshold, probe, source ...).
+    params: dict[str, typing.Any] = field(default_factory=dict)
+    # Sources that must be fresh for the rule to act ([]: the ones its condition reads).
+    needs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AutomationConfig:
+    # How often the rules are evaluated.
+    interval_s: int = 15
+    # Proposals are POSTed here as JSON ("": not sent).
+    webhook_url: str = ""
+    # The variable holding a bearer token for the webhook ("": none sent).
+    webhook_token_env: str = ""
+    webhook_timeout_s: int = 5
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """The mail server reports are sent through (`[smtp]`, docs/reports.md)."""
+
+    host: str = ""
+    port: int = 587
+    # Upgrade the connection with STARTTLS before signing in (and fail if the server cannot).
+    starttls: bool = True
+    # Variables holding the sign-in name and password; unset or empty: no sign-in.
+    username_env: str = "QUARTERDECK_SMTP_USERNAME"
+    password_env: str = "QUARTERDECK_SMTP_PASSWORD"  # noqa: S105 (a variable name)
+    sender: str = ""
+    # A CA bundle (PEM) to verify the server's certificate with; "": the system's.
+    ca_file: str = ""
+    timeout_s: int = 10
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """One on-call handoff report (`[[reports]]`, docs/reports.md)."""
+
+    name: str
+    # "HH:MM" (UTC) to run it every day; "": on demand only.
+    daily_at: str = ""
+    period_h: int = 24
+    email_to: tuple[str, ...] = ()
+    webhook_url: str = ""
+    # The variable holding the webhook's HMAC-SHA256 key; required with webhook_url.
+    webhook_secret_env: str = "QUARTERDECK_REPORT_WEBHOOK_SECRET"  # noqa: S105 (a variable name)
+    # Attempts per delivery in all, and the wait before the second (doubling after it).
+    attempts: int = 4
+    retry_backoff_s: int = 60
+    # Rows in each "top" list (incidents, actions, conflicts, operations).
+    top: int = 10
+
+
+@dataclass(frozen=True)
+class ActionsConfig:
+    # Service-wide actions (degrade, restore, canary, rollback) wait for a second operator.
+    require_approval: bool = False
+    # How long a silence made while acting lasts when the action itself has no end time.
+    silence_minutes: int = 30
+
+
+@dataclass(frozen=True)
+class SloConfig:
+    """One service's service level objectives (`[[slo]]`, docs/slo.md)."""
+
+    service: str
+    # Percent of good events over the window (availability): 99.9 leaves a 0.1 % error budget.
+    objective: float = 99.9
+    window_d: int = 28
+    # Where good and bad events come from: probes, checks, prometheus or spans.
+    sli: str = "probes"
+    # A latency objective: `latency_objective` percent of events faster than `latency_ms`
+    # (95 and 300 read "p95 under 300 ms"); 0 means none.
+    latency_ms: float = 0.0
+    latency_objective: float = 95.0
+
+    @property
+    def name(self) -> str:
+        """An SLO is named by its service: one `[[slo]]` per service."""
+        return self.service
 
 
 @dataclass(frozen=True)
@@ -216,8 +389,21 @@ class Config:
     static_services: tuple[StaticServiceConfig, ...] = ()
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
     collect: CollectConfig = field(default_factory=CollectConfig)
+    leader: LeaderConfig = field(default_factory=LeaderConfig)
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    otlp: OtlpConfig = field(default_factory=OtlpConfig)
+    map: MapConfig = field(default_factory=MapConfig)
+    probes: tuple[ProbeConfig, ...] = ()
+    runbooks: RunbooksConfig = field(default_factory=RunbooksConfig)
+    rules: tuple[RuleConfig, ...] = ()
+    automation: AutomationConfig = field(default_factory=AutomationConfig)
+    # The runbooks read from `[runbooks] file`, by name (app/runbooks/book.py).
+    runbook_book: dict[str, typing.Any] = field(default_factory=dict, compare=False)
+    smtp: SmtpConfig | None = None
+    reports: tuple[ReportConfig, ...] = ()
+    actions: ActionsConfig = field(default_factory=ActionsConfig)
+    slo: tuple[SloConfig, ...] = ()
     source_path: str = ""
     demo: bool = False
 
@@ -240,19 +426,34 @@ _SECTIONS: dict[str, tuple[type, bool]] = {
     "static_services": (StaticServiceConfig, True),
     "catalog": (CatalogConfig, False),
     "collect": (CollectConfig, False),
+    "leader": (LeaderConfig, False),
     "verdict": (VerdictConfig, False),
     "retention": (RetentionConfig, False),
+    "otlp": (OtlpConfig, False),
+    "map": (MapConfig, False),
+    "probes": (ProbeConfig, True),
+    "runbooks": (RunbooksConfig, False),
+    "rules": (RuleConfig, True),
+    "automation": (AutomationConfig, False),
+    "smtp": (SmtpConfig, False),
+    "reports": (ReportConfig, True),
+    "actions": (ActionsConfig, False),
+    "slo": (SloConfig, True),
 }
 
 _URL_SCHEMES: dict[tuple[str, str], tuple[str, ...]] = {
     ("store", "url"): ("sqlite", "postgresql", "postgresql+psycopg"),
     ("consul", "url"): ("http", "https"),
+    ("consul", "agent_url"): ("http", "https"),
     ("prometheus", "url"): ("http", "https"),
     ("alertmanager", "url"): ("http", "https"),
     ("redis", "url"): ("redis", "rediss", "unix"),
     ("haproxy", "stats_url"): ("http", "https"),
     ("haproxy", "runtime"): ("tcp", "unix"),
     ("nginx", "status_url"): ("http", "https"),
+    ("probes", "url"): ("http", "https"),
+    ("automation", "webhook_url"): ("http", "https"),
+    ("reports", "webhook_url"): ("http", "https"),
 }
 
 
@@ -298,6 +499,12 @@ def parse_config(raw: dict[str, typing.Any], where: str = "(config)") -> Config:
             values[section] = _build(cls, content, section, section, where)
     config = Config(**values, source_path=where)
     _check_consistency(config, where)
+    if config.runbooks.file or config.rules:
+        from app.runbooks.book import check_rules, load_runbook_file
+
+        book = load_runbook_file(config.runbooks.file, where) if config.runbooks.file else {}
+        config = dataclasses.replace(config, runbook_book=book)
+        check_rules(config, where)
     return config
 
 
@@ -333,6 +540,13 @@ def _coerce(value: typing.Any, hint: typing.Any, label: str, where: str):
             raise ConfigError(f"{where}: {label} must be a list, not {_type_name(value)}")
         (item_type, _) = typing.get_args(hint)
         return tuple(_coerce(v, item_type, label, where) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {label} must be a table, not {_type_name(value)}")
+        (_, value_type) = typing.get_args(hint)
+        if value_type is typing.Any:
+            return dict(value)
+        return {str(k): _coerce(v, value_type, f"{label}.{k}", where) for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     if hint is bool:
@@ -420,6 +634,10 @@ def _check_consistency(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [verdict] min_rate_rps must be 0 or more")
     if config.collect.interval_s < 1:
         raise ConfigError(f"{where}: [collect] interval_s must be at least 1")
+    if not 0.2 <= config.leader.heartbeat_s <= 60:
+        raise ConfigError(f"{where}: [leader] heartbeat_s must be from 0.2 to 60 (seconds)")
+    if config.otlp.max_body_mb < 1:
+        raise ConfigError(f"{where}: [otlp] max_body_mb must be at least 1")
     for nginx in config.nginx:
         if not nginx.reload:
             raise ConfigError(f"{where}: [[nginx]] '{nginx.name}' reload must not be empty")
@@ -430,8 +648,19 @@ def _check_consistency(config: Config, where: str) -> None:
             )
     if config.prometheus is not None:
         _check_prometheus(config.prometheus, where)
+    _check_map(config, where)
     if config.alertmanager is not None and config.alertmanager.timeout_s < 1:
         raise ConfigError(f"{where}: [alertmanager] timeout_s must be at least 1")
+    for probe in config.probes:
+        _check_probe(probe, where)
+    for key in ("interval_s", "webhook_timeout_s"):
+        if getattr(config.automation, key) < 1:
+            raise ConfigError(f"{where}: [automation] {key} must be at least 1")
+    _check_reports(config, where)
+    if not 1 <= config.actions.silence_minutes <= 10080:
+        raise ConfigError(f"{where}: [actions] silence_minutes must be from 1 to 10080")
+    for slo in config.slo:
+        _check_slo(slo, config, where)
     for svc in config.static_services:
         for instance in svc.instances:
             host, sep, port = instance.rpartition(":")
@@ -446,6 +675,24 @@ _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 # A PromQL duration: one or more number-unit pairs, largest unit first (1h30m, 5m, 90s).
 _DURATION = re.compile(r"(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?")
+
+
+def _check_map(config: Config, where: str) -> None:
+    section = config.map
+    if not 10 <= section.node_limit <= 5000:
+        raise ConfigError(f"{where}: [map] node_limit must be from 10 to 5000")
+    by = section.group_by
+    if not (by == "prefix" or (by.startswith(("tag:", "meta:")) and by.split(":", 1)[1])):
+        raise ConfigError(
+            f'{where}: [map] group_by = \'{by}\' must be "prefix", "tag:<prefix>" or "meta:<key>"'
+        )
+    if section.edge_query and config.prometheus is None:
+        raise ConfigError(f"{where}: [map] edge_query needs a [prometheus] section to ask")
+    for key in ("edge_source_label", "edge_target_label"):
+        if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", getattr(section, key)):
+            raise ConfigError(
+                f"{where}: [map] {key} = '{getattr(section, key)}' is not a label name"
+            )
 
 
 def _check_prometheus(prom: PrometheusConfig, where: str) -> None:
@@ -484,6 +731,131 @@ def _check_prometheus(prom: PrometheusConfig, where: str) -> None:
             raise ConfigError(f"{where}: [prometheus] {key} must be at least 1")
 
 
+_REPORT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_DAILY_AT = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+# An address as mail servers take it: something@domain, no spaces, no header breaks.
+_MAIL_ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+")
+
+
+def _check_reports(config: Config, where: str) -> None:
+    smtp = config.smtp
+    if smtp is not None:
+        if not smtp.host:
+            raise ConfigError(f"{where}: [smtp] host must be set")
+        if not _is_port(str(smtp.port)):
+            raise ConfigError(f"{where}: [smtp] port must be from 1 to 65535")
+        if not _MAIL_ADDRESS.fullmatch(smtp.sender):
+            raise ConfigError(f"{where}: [smtp] sender = '{smtp.sender}' is not a mail address")
+        if smtp.timeout_s < 1:
+            raise ConfigError(f"{where}: [smtp] timeout_s must be at least 1")
+    for report in config.reports:
+        label = f"[[reports]] '{report.name}'"
+        if not _REPORT_NAME.fullmatch(report.name):
+            raise ConfigError(
+                f"{where}: {label} name may hold only letters, digits, '.', '_' and '-'"
+            )
+        if report.daily_at and not _DAILY_AT.fullmatch(report.daily_at):
+            raise ConfigError(
+                f"{where}: {label} daily_at = '{report.daily_at}' must be HH:MM (UTC), e.g. 07:30"
+            )
+        if not 1 <= report.period_h <= 24 * 90:
+            raise ConfigError(f"{where}: {label} period_h must be from 1 to 2160 (90 days)")
+        for address in report.email_to:
+            if not _MAIL_ADDRESS.fullmatch(address):
+                raise ConfigError(f"{where}: {label} email_to: '{address}' is not a mail address")
+        if report.email_to and smtp is None:
+            raise ConfigError(f"{where}: {label} email_to needs an [smtp] section to send with")
+        if report.webhook_url and not report.webhook_secret_env:
+            raise ConfigError(f"{where}: {label} webhook_url needs webhook_secret_env")
+        if not 1 <= report.attempts <= 20:
+            raise ConfigError(f"{where}: {label} attempts must be from 1 to 20")
+        if report.retry_backoff_s < 1:
+            raise ConfigError(f"{where}: {label} retry_backoff_s must be at least 1")
+        if not 1 <= report.top <= 100:
+            raise ConfigError(f"{where}: {label} top must be from 1 to 100")
+
+
+_PROBE_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _check_probe(probe: ProbeConfig, where: str) -> None:
+    from collectors.probes import JsonPathError, parse_json_path
+
+    label = f"[[probes]] '{probe.name}'"
+    if probe.method not in _PROBE_METHODS:
+        raise ConfigError(
+            f"{where}: {label} method = '{probe.method}' must be one of {', '.join(_PROBE_METHODS)}"
+        )
+    if probe.interval_s < 1:
+        raise ConfigError(f"{where}: {label} interval_s must be at least 1")
+    if not 1 <= probe.timeout_ms <= 60_000:
+        raise ConfigError(f"{where}: {label} timeout_ms must be from 1 to 60000")
+    if not 100 <= probe.expect_status <= 599:
+        raise ConfigError(f"{where}: {label} expect_status must be an HTTP status (100-599)")
+    if probe.expect_json:
+        unknown = sorted(set(probe.expect_json) - {"path", "equals"})
+        if unknown:
+            raise ConfigError(f"{where}: {label} unknown key '{unknown[0]}' in expect_json")
+        if "path" not in probe.expect_json or "equals" not in probe.expect_json:
+            raise ConfigError(f"{where}: {label} expect_json needs both path and equals")
+        path = probe.expect_json["path"]
+        if not isinstance(path, str):
+            raise ConfigError(f"{where}: {label} expect_json.path must be a string")
+        try:
+            parse_json_path(path)
+        except JsonPathError as exc:
+            raise ConfigError(f"{where}: {label} expect_json.path = '{path}': {exc}") from exc
+        equals = probe.expect_json["equals"]
+        if not isinstance(equals, (str, int, float, bool)):
+            raise ConfigError(
+                f"{where}: {label} expect_json.equals must be a string, number or boolean"
+            )
+    for key in ("headers", "headers_env"):
+        for name in getattr(probe, key):
+            if not _HEADER_NAME.fullmatch(name):
+                raise ConfigError(f"{where}: {label} {key}: '{name}' is not a header name")
+    for name, value in probe.headers.items():
+        if "\r" in value or "\n" in value:
+            raise ConfigError(f"{where}: {label} headers.{name} must be one line")
+    if set(probe.headers) & set(probe.headers_env):
+        both = sorted(set(probe.headers) & set(probe.headers_env))[0]
+        raise ConfigError(f"{where}: {label} header '{both}' is in both headers and headers_env")
+
+
+SLI_KINDS = ("probes", "checks", "prometheus", "spans")
+# Where a latency objective can be measured: each event needs its own duration.
+_LATENCY_SLIS = ("probes", "spans")
+
+
+def _check_slo(slo: SloConfig, config: Config, where: str) -> None:
+    label = f"[[slo]] '{slo.service}'"
+    if not slo.service.strip():
+        raise ConfigError(f"{where}: [[slo]] service must not be empty")
+    if slo.sli not in SLI_KINDS:
+        raise ConfigError(
+            f"{where}: {label} sli = '{slo.sli}' must be one of {', '.join(SLI_KINDS)}"
+        )
+    for key in ("objective", "latency_objective"):
+        if not 0 < getattr(slo, key) < 100:
+            raise ConfigError(f"{where}: {label} {key} must be a percentage above 0 and below 100")
+    if not 1 <= slo.window_d <= 400:
+        raise ConfigError(f"{where}: {label} window_d must be from 1 to 400 days")
+    if slo.sli == "prometheus" and config.prometheus is None:
+        raise ConfigError(f"{where}: {label} sli = 'prometheus' needs a [prometheus] section")
+    if slo.sli == "probes" and not any(p.service == slo.service for p in config.probes):
+        raise ConfigError(
+            f"{where}: {label} sli = 'probes' but no [[probes]] entry has service = '{slo.service}'"
+        )
+    if slo.latency_ms < 0:
+        raise ConfigError(f"{where}: {label} latency_ms must not be negative")
+    if slo.latency_ms and slo.sli not in _LATENCY_SLIS:
+        raise ConfigError(
+            f"{where}: {label} latency_ms needs sli = 'probes' or 'spans' "
+            f"(each event's own duration); '{slo.sli}' has none"
+        )
+
+
 def _is_port(text: str, lowest: int = 1) -> bool:
     # str.isdigit() also accepts "²", which int() then refuses.
     return text.isascii() and text.isdigit() and len(text) <= 5 and lowest <= int(text) < 65536
@@ -502,6 +874,9 @@ def _secret_variable_names(raw: dict[str, typing.Any]) -> set[str]:
                 names.update(
                     v for k, v in table.items() if k.endswith("_env") and isinstance(v, str)
                 )
+                for k, v in table.items():
+                    if k.endswith("_env") and isinstance(v, dict):  # headers_env
+                        names.update(x for x in v.values() if isinstance(x, str))
     return names
 
 

@@ -25,6 +25,8 @@ class Quarterdeck:
     clock: Callable[[], datetime] = utcnow
     # Passes the store could not record, shown on the Sources page until it takes them.
     unrecorded: UnrecordedRuns = field(default_factory=UnrecordedRuns)
+    # This process's name among the replicas (app/replicas), set by `quarterdeck serve`.
+    replica: str = ""
 
     @classmethod
     def from_config(cls, config: Config) -> Quarterdeck:

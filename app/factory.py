@@ -10,6 +10,7 @@ from pathlib import Path
 
 from flask import Flask, g, request, url_for
 
+from app import idempotency
 from app.auth import access
 from app.config import Config
 from app.context import Quarterdeck
@@ -21,10 +22,24 @@ log = logging.getLogger(__name__)
 # One year, the usual HSTS lifetime; no includeSubDomains: other hosts of the domain are not ours.
 HSTS_MAX_AGE_S = 365 * 24 * 3600
 
+# The main sections, in the order the bar shows them. A (label, entries) pair is a group: one
+# entry in the bar that opens a short list, so that the bar holds every section at 1280 px.
 NAV = (
     ("overview.index", "Overview"),
     ("services.index", "Services"),
+    ("map.index", "Map"),
+    ("traces.index", "Traces"),
     ("push.index", "Push"),
+    ("idempotency.index", "Idempotency"),
+    (
+        "Operate",
+        (
+            ("action_pages.index", "Actions"),
+            ("runbooks.index", "Runbooks"),
+            ("rules.index", "Rules"),
+            ("reports.index", "Reports"),
+        ),
+    ),
     ("sources.index", "Sources"),
 )
 
@@ -53,6 +68,7 @@ def create_app(config: Config | None = None, qd: Quarterdeck | None = None) -> F
     app.extensions["quarterdeck"] = qd
     access.init_app(app)
     errors.init_app(app)
+    idempotency.init_app(app)
     _register_blueprints(app)
     _register_template_helpers(app)
 
@@ -83,7 +99,8 @@ def _secret_key(env_name: str) -> str:
     if value:
         return value
     log.warning(
-        "%s is not set: using a random session key, so sign-ins end when this process stops",
+        "%s is not set: using a random session key, so sign-ins end when this process stops "
+        "(and, with several replicas, hold on this replica only)",
         env_name,
     )
     return secrets.token_hex(32)
@@ -91,19 +108,43 @@ def _secret_key(env_name: str) -> str:
 
 def _register_blueprints(app: Flask) -> None:
     from app.auth.views import bp as auth_bp
+    from app.views.action_pages import bp as action_pages_bp
+    from app.views.actions import bp as actions_bp
     from app.views.admin import bp as admin_bp
     from app.views.api import bp as api_bp
+    from app.views.idempotency import api_bp as idempotency_api_bp
+    from app.views.idempotency import bp as idempotency_bp
     from app.views.live import bp as live_bp
+    from app.views.map import bp as map_bp
     from app.views.ops import bp as ops_bp
+    from app.views.otlp import bp as otlp_bp
     from app.views.overview import bp as overview_bp
+    from app.views.palette import api_bp as palette_api_bp
+    from app.views.probes import api_bp as probes_api_bp
     from app.views.push import api_bp as push_api_bp
     from app.views.push import bp as push_bp
+    from app.views.releases import api_bp as releases_api_bp
+    from app.views.reports import api_bp as reports_api_bp
+    from app.views.reports import bp as reports_bp
+    from app.views.rules import api_bp as rules_api_bp
+    from app.views.rules import bp as rules_bp
+    from app.views.runbooks import api_bp as runbooks_api_bp
+    from app.views.runbooks import bp as runbooks_bp
     from app.views.services import bp as services_bp
+    from app.views.slo import api_bp as slo_api_bp
     from app.views.sources import bp as sources_bp
+    from app.views.traces import api_bp as traces_api_bp
+    from app.views.traces import bp as traces_bp
 
     for bp in (
         auth_bp, ops_bp, overview_bp, services_bp, push_bp, sources_bp, admin_bp, live_bp, api_bp,
-        push_api_bp,
+        push_api_bp, otlp_bp, idempotency_bp, idempotency_api_bp,
+        traces_bp, traces_api_bp, map_bp, actions_bp,
+        probes_api_bp, action_pages_bp,
+        runbooks_api_bp, runbooks_bp, rules_api_bp, rules_bp,
+        reports_bp, reports_api_bp,
+        palette_api_bp,
+        slo_api_bp, releases_api_bp,
     ):  # fmt: skip
         app.register_blueprint(bp)
 
@@ -124,20 +165,30 @@ def _register_template_helpers(app: Flask) -> None:
 
 
 class _NavItem:
-    def __init__(self, label: str, url: str, active: bool) -> None:
+    """One entry of the bar: a link, or a group of links (``children``) shown as one entry."""
+
+    def __init__(self, label: str, url: str | None, active: bool, children=()) -> None:
         self.label, self.url, self.active = label, url, active
+        self.children: list[_NavItem] = list(children)
 
 
 def _nav_items() -> list[_NavItem]:
     blueprint = (request.endpoint or "").split(".")[0]
-    entries = list(NAV)
+
+    def link(endpoint: str, label: str) -> _NavItem:
+        return _NavItem(label, url_for(endpoint), endpoint.split(".")[0] == blueprint)
+
+    items = []
+    for first, second in NAV:
+        if isinstance(second, tuple):
+            children = [link(endpoint, label) for endpoint, label in second]
+            items.append(_NavItem(first, None, any(c.active for c in children), children))
+        else:
+            items.append(link(first, second))
     identity = g.identity
     if identity is not None and identity.role == "admin":
-        entries.append(("admin.users", "Users"))
-    return [
-        _NavItem(label, url_for(endpoint), endpoint.split(".")[0] == blueprint)
-        for endpoint, label in entries
-    ]
+        items.append(link("admin.users", "Users"))
+    return items
 
 
 def _isotime(value: datetime | None) -> str:

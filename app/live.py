@@ -17,6 +17,8 @@ class ChangeFeed:
         self._log: deque[tuple[int, frozenset[str]]] = deque(maxlen=keep)
         self._closed = False
         self._listeners: list[Callable[[], None]] = []
+        # Called with the topics of each change made here (not of one relayed from elsewhere).
+        self._forwarders: list[Callable[[frozenset[str]], None]] = []
         # Tells a stream id of this process from one of a process that ran before.
         self.epoch = secrets.token_hex(4)
 
@@ -25,8 +27,12 @@ class ChangeFeed:
         """The number of the latest change."""
         return self._seq
 
-    def publish(self, topics: Iterable[str]) -> int:
-        """Record that these topics changed and wake every reader."""
+    def publish(self, topics: Iterable[str], *, relayed: bool = False) -> int:
+        """Record that these topics changed and wake every reader.
+
+        `relayed` marks a change another replica made (app/replicas/relay.py): it is not
+        forwarded again.
+        """
         topics = frozenset(topics)
         if not topics:
             return self._seq
@@ -35,9 +41,17 @@ class ChangeFeed:
             self._log.append((self._seq, topics))
             self._cond.notify_all()
             seq, listeners = self._seq, list(self._listeners)
+            forwarders = [] if relayed else list(self._forwarders)
         for listener in listeners:
             listener()
+        for forward in forwarders:
+            forward(topics)
         return seq
+
+    def forward(self, forwarder: Callable[[frozenset[str]], None]) -> None:
+        """Call `forwarder(topics)` after each change published here (it must be quick)."""
+        with self._cond:
+            self._forwarders.append(forwarder)
 
     def changes_since(self, after: int) -> tuple[int, frozenset[str]]:
         """Return the newest seq and the topics changed after `after`, without waiting.

@@ -29,6 +29,17 @@ class Metrics:
             ["source", "kind"],
             registry=self.registry,
         )
+        self.leader = Gauge(
+            "quarterdeck_leader",
+            "1 while this replica holds the leader lock (runs the collectors and jobs), else 0.",
+            registry=self.registry,
+        )
+        self.leader_changes = Counter(
+            "quarterdeck_leader_changes_total",
+            "Times this replica took or lost the leader lock, by what happened.",
+            ["change"],
+            registry=self.registry,
+        )
         self.live_streams = Gauge(
             "quarterdeck_live_streams",
             "Live-update streams (GET /events) open now.",
@@ -44,5 +55,17 @@ class Metrics:
             "quarterdeck_live_streams_ended_total",
             "Live streams the server ended because their caller may no longer stream, by reason.",
             ["reason"],
+            registry=self.registry,
+        )
+        self.ingest_spans = Counter(
+            "quarterdeck_ingest_spans_total",
+            "Spans received on POST /v1/traces, by outcome (accepted, rejected, duplicate).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.ingest_requests = Counter(
+            "quarterdeck_ingest_requests_total",
+            "OTLP export requests on POST /v1/traces, by the status answered.",
+            ["status"],
             registry=self.registry,
         )

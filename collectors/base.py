@@ -118,3 +118,5 @@ class Collector(Protocol):
 # A collector that returns only what changed also offers `resync()`: the runner calls it
 # when what `collect()` returned could not be stored, so the next pass is a full one.
 # One that can warn offers `warnings()`: the runner stores them with the source's status.
+# One that must confirm what it read once it is stored offers `committed()`: the runner calls
+# it after the pass's rows are committed (collectors/redis_idem.py acknowledges its stream).

@@ -127,9 +127,12 @@ class PrometheusReader:
         except (KeyError, TypeError) as exc:  # the client indexes data.result itself
             raise SourceUnavailable(f"Prometheus answered {what} malformed: {exc!r}") from exc
 
-    def instant(self, what: str, query: str) -> list[tuple[dict[str, str], float | None]]:
-        """Run an instant query returning a vector; return (labels, value) per series."""
-        result = self._call(what, lambda: self.client.custom_query(query))
+    def instant(
+        self, what: str, query: str, at: datetime | None = None
+    ) -> list[tuple[dict[str, str], float | None]]:
+        """Run an instant query (now, or `at`) returning a vector; (labels, value) per series."""
+        params = {"time": at.timestamp()} if at is not None else None
+        result = self._call(what, lambda: self.client.custom_query(query, params=params))
         try:
             return [(_labels(item), sample_value(item["value"][1])) for item in _items(result)]
         except (KeyError, IndexError, TypeError, ValueError) as exc:

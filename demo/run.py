@@ -18,6 +18,38 @@ log = logging.getLogger(__name__)
 
 DEMO_ADMIN = "admin"
 CONFIG_NAME = "quarterdeck.toml"
+RUNBOOKS_NAME = "runbooks.yaml"
+# The demo's runbooks and one rule that only proposes: an operator approves (docs/runbooks.md).
+DEMO_RUNBOOKS = """\
+runbooks:
+  evacuate:
+    description: Take an instance out gently - Consul first, then the balancers
+    steps:
+      - check: other_instances_healthy
+      - action: drain
+        only: [consul]
+      - action: drain
+        only: [haproxy]
+      - wait_for: no_push_connections
+        timeout_s: 60
+      - action: drain
+        only: [nginx]
+  bring-back:
+    description: Put a drained instance back everywhere
+    steps:
+      - action: ready
+"""
+DEMO_RULES = """
+[runbooks]
+file = "runbooks.yaml"
+
+[[rules]]
+name = "critical-but-serving"
+when = "instance_critical_with_traffic"
+for_s = 30
+runbook = "evacuate"
+mode = "propose"
+"""
 FLEET_SERVICES = "gateway, orders, payments, inventory and push"
 
 
@@ -27,7 +59,8 @@ def banner(running: list[str], missing: list[str]) -> str:
     absent = f" Not installed here: {', '.join(missing)} (see Sources)." if missing else ""
     return (
         f"Demo: {FLEET_SERVICES} are real processes on loopback{tools}, with a real incident "
-        "every half minute or so. The Consul agent is simulated (an in-process double of its "
+        "every half minute or so, and traces sent by the fleet itself with the OpenTelemetry SDK. "
+        "The Consul agent is simulated (an in-process double of its "
         "HTTP API, which runs their checks) and the store is a throw-away SQLite file."
         f"{absent} Against a real fleet only the config changes."
     )
@@ -44,6 +77,7 @@ def write_demo_config(workdir: Path, bind: str, consul_url: str, sources: str = 
     `sources` holds the TOML sections of the fleet's own tools (Prometheus, HAProxy, nginx).
     """
     path = workdir / CONFIG_NAME
+    (workdir / RUNBOOKS_NAME).write_text(DEMO_RUNBOOKS, encoding="utf-8")
     store_url = f"sqlite:///{workdir / 'quarterdeck-demo.db'}"
     path.write_text(
         "# Written by `quarterdeck demo` for this run: the CLI reads it through\n"
@@ -57,10 +91,19 @@ def write_demo_config(workdir: Path, bind: str, consul_url: str, sources: str = 
         "[[static_services]]\n"
         'name = "legacy-billing"\n'
         'instances = ["127.0.0.1:9301", "127.0.0.1:9302"]\n'
-        'tags = ["static", "version=2024.3"]\n' + (f"\n{sources}" if sources else ""),
+        'tags = ["static", "version=2024.3"]\n' + DEMO_RULES + (f"\n{sources}" if sources else ""),
         encoding="utf-8",
     )
     return path
+
+
+def traces_url(config: Config) -> str:
+    """Return where the fleet sends its traces: this Quarterdeck's `POST /v1/traces`."""
+    host, _, port = config.server.bind.rpartition(":")
+    # A wildcard bind is reached on loopback, where the fleet runs.
+    if host in ("", "0.0.0.0", "[::]", "::"):
+        host = "127.0.0.1"
+    return f"http://{host}:{port}/v1/traces"
 
 
 def demo_config(config_path: Path) -> Config:
@@ -121,10 +164,14 @@ def _serve_demo(workdir: Path, bind: str, keep: bool) -> int:
         # Planned first (ports, config files), started in the background: the dashboard comes
         # up at once and shows the instances as they register.
         fleet = DemoFleet(workdir / "fleet", consul.url)
-        fleet.start()
-        weather = DemoWeather(fleet, consul).start()
         config_path = write_demo_config(workdir, bind, consul.url, fleet.quarterdeck_config())
         config = demo_config(config_path)
+        # The fleet sends its traces to this Quarterdeck's own OTLP ingest, like a real fleet.
+        fleet.traces_url = traces_url(config)
+        # With an ingest token set, the fleet sends it (through its exporters' environment).
+        fleet.traces_token = os.environ.get(config.otlp.token_env) or None
+        fleet.start()
+        weather = DemoWeather(fleet, consul).start()
         qd = open_quarterdeck(config, migrate=True)
         password = secrets.token_urlsafe(12)
         with qd.store.session(write=True) as db:
@@ -164,10 +211,14 @@ def _fleet_lines(fleet) -> str:
         f"  put an instance in fault: echo unhealthy > {fleet.faults_dir}/orders-1 "
         "(rm the file to heal it)",
     ]
+    if fleet.traces_url:
+        lines.append(f"  the fleet sends its traces (OTLP/HTTP) to {fleet.traces_url}")
     if "prometheus" in fleet.binaries:
         lines.append(f"  Prometheus at {fleet.prometheus_url}/")
     if "haproxy" in fleet.binaries:
         lines.append(f"  HAProxy stats at {fleet.haproxy_stats_url.removesuffix(';csv')}")
+    if "redis-server" in fleet.binaries:
+        lines.append(f"  Redis (orders' idempotency keys, event stream) at {fleet.redis_url}")
     for name in fleet.missing:
         spec = TOOL_SPECS[name]
         lines.append(f"  not installed: {name} ({spec.gives}): sudo apt-get install {spec.package}")

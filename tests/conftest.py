@@ -63,17 +63,47 @@ def store_url(request, tmp_path) -> str:
 
 # Test directories whose app, contexts and users run once on SQLite and once on PostgreSQL
 # (`app_store_url`). The store tests pick their backends themselves (`store_url`).
-BOTH_STORES = ("auth", "web", "balancers", "push")
+BOTH_STORES = (
+    "auth",
+    "web",
+    "balancers",
+    "push",
+    "idempotency",
+    "actions",
+    "probes",
+    "reports",
+    "slo",
+    "releases",
+)
 TESTS_DIR = Path(__file__).resolve().parent
 
 
 def pytest_generate_tests(metafunc):
-    """Run the tests under BOTH_STORES on both stores, the others on SQLite only."""
+    """Run the tests under BOTH_STORES on both stores, the others on SQLite only.
+
+    A module under BOTH_STORES marked `sqlite_only` runs on SQLite alone: its docstring names
+    the tests that cover its store side on both stores.
+    """
     if "app_store_url" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.get_closest_marker("sqlite_only"):
         return
     relative = Path(metafunc.definition.path).resolve().relative_to(TESTS_DIR)
     if relative.parts[0] in BOTH_STORES:
         metafunc.parametrize("app_store_url", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Group the tests for pytest-xdist's `--dist loadgroup` (scripts/test.sh runs workers).
+
+    Each module runs whole on one worker, so its module-scoped servers start once; every test
+    of the real demo fleet (tests/demo) runs on one worker, so one fleet serves them all.
+    """
+    for item in items:
+        relative = Path(item.path).resolve().relative_to(TESTS_DIR)
+        group = "demo" if relative.parts[0] == "demo" else relative.as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture

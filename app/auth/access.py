@@ -97,7 +97,10 @@ def _enforce():
     g.identity = None
     view = current_app.view_functions.get(request.endpoint or "")
     if view is None:
-        return None  # Flask answers 404/405 itself
+        # Flask answers 404/405 itself; a signed-in person's error page still shows the nav.
+        if not is_api_request():
+            g.identity = _identity_if_any()
+        return None
     # Static files and probes are answered without looking at who asks (no store access).
     if request.endpoint == "static" or getattr(view, "anonymous", False):
         return None
@@ -126,6 +129,14 @@ def _enforce():
     if not role_at_least(identity.role, needed):
         raise Forbidden(f"this needs the {needed} role; you are {identity.role}")
     return None
+
+
+def _identity_if_any() -> Identity | None:
+    """Return who is asking for a page that does not exist, or None when that cannot be told."""
+    try:
+        return identify(touch=False)
+    except (Unauthorized, Forbidden, SQLAlchemyError):
+        return None
 
 
 def identify(*, touch: bool = True) -> Identity | None:

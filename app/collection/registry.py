@@ -12,6 +12,7 @@ from collectors.base import Collector
 from collectors.haproxy import HAProxyCollector
 from collectors.nginx import NginxCollector
 from collectors.prometheus import PrometheusCollector
+from collectors.redis_idem import RedisIdemCollector
 from collectors.static import StaticCollector, StaticService
 
 
@@ -48,7 +49,8 @@ def configured_sources(config: Config, clock: Callable[[], datetime]) -> list[Co
         alertmanager = AlertmanagerCollector.from_config(config.alertmanager, label, clock=clock)
         sources.append(ConfiguredSource("alertmanager", "alertmanager", alertmanager, polled_stale))
     if config.redis is not None:
-        sources.append(ConfiguredSource("redis", "redis", None, polled_stale))
+        redis_idem = RedisIdemCollector.from_config(config.redis, clock=clock)
+        sources.append(ConfiguredSource("redis", "redis", redis_idem, polled_stale))
     for haproxy in config.haproxy:
         collector = HAProxyCollector.from_config(haproxy, clock=clock)
         sources.append(ConfiguredSource(haproxy.name, "haproxy", collector, polled_stale))

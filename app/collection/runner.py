@@ -16,10 +16,12 @@ from app.models import CollectorRun, SourceStatus
 from app.queries.services import service_topic
 from app.store.balancers import apply_balancer_update
 from app.store.catalog import apply_catalog_update
+from app.store.idempotency import write_idem_events, write_redis_snapshot
 from app.store.metrics import write_alerts, write_push_gauge, write_red, write_targets
 from collectors.balancers import BalancerUpdate
 from collectors.base import CatalogUpdate, Collector, SourceUnavailable
 from collectors.metrics import AlertsUpdate, PushGaugeUpdate, RedUpdate, TargetsUpdate
+from collectors.redis_idem import IdemEventsUpdate, RedisSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ RECORD_WRITERS: dict[type, Callable[..., Written]] = {
     PushGaugeUpdate: write_push_gauge,
     TargetsUpdate: write_targets,
     AlertsUpdate: write_alerts,
+    IdemEventsUpdate: write_idem_events,
+    RedisSnapshot: write_redis_snapshot,
 }
 
 
@@ -111,6 +115,10 @@ def run_pass(qd: Quarterdeck, collector: Collector) -> PassResult:
                 topics.add("sources")
         qd.unrecorded.forget(collector.name, held)
         result = PassResult(collector.name, True, duration, counts=counts)
+        # A collector that must confirm what it read (a stream's XACK) does so only now.
+        committed = getattr(collector, "committed", None)
+        if committed is not None:
+            committed()
     except Exception as exc:
         # What the collector returned is lost; one that reports changes only must start over.
         log.exception("writing what %s collected failed", collector.name)
@@ -204,3 +212,18 @@ def _record(db, run: RunRecord) -> bool:
         status.last_error_at = run.started_at
         status.error_kind = "config" if run.config_error else "unavailable"
     return flipped
+
+
+def record_run(qd: Quarterdeck, run: RunRecord) -> None:
+    """Record a scheduled job's run as a pass is recorded; hold it while the store refuses."""
+    held = qd.unrecorded.held(run.source)
+    try:
+        with qd.store.session(write=True) as db:
+            flipped = _record_with_held(db, held, run)
+        qd.unrecorded.forget(run.source, held)
+    except Exception as exc:
+        log.exception("could not record the run of %s", run.source)
+        qd.unrecorded.hold(HeldRun(run, _describe(exc), False))
+        flipped = True
+    if flipped or not run.ok:
+        qd.feed.publish({"sources"})

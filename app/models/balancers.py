@@ -121,3 +121,30 @@ class BalancerRollup(Base):
         ),
         Index("ix_balancer_rollups_minute_at", "minute_at"),
     )
+
+
+class BalancerBackendRollup(Base):
+    """A backend's sessions over one minute: the sum of its members' rollups of that minute.
+
+    Written with the per-server rows by the same pass, so it always equals summing them
+    (`sessions_last` of every `balancer_rollups` row of the backend and minute); the Push
+    chart reads one row per backend per minute instead of one per server. Kept as long as
+    the rows it sums ([retention] samples_d).
+    """
+
+    __tablename__ = "balancer_backend_rollups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    balancer: Mapped[str] = mapped_column(String(100))
+    backend: Mapped[str] = mapped_column(String(255))
+    minute_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The sum of the minute's last count of each server of the backend, and how many it sums.
+    sessions_last: Mapped[int]
+    servers: Mapped[int]
+
+    __table_args__ = (
+        UniqueConstraint(
+            "balancer", "backend", "minute_at", name="uq_balancer_backend_rollups_minute"
+        ),
+        Index("ix_balancer_backend_rollups_minute_at", "minute_at"),
+    )

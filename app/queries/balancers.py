@@ -138,7 +138,7 @@ def balancer_only_instances_json(lb: Mapping[str, list[dict]], known_ids: set[st
         extra.append(
             {
                 "id": server,
-                "node": "",
+                "node": first["backend"],  # as the store keys balancer-only instances
                 "address": first["address"],
                 "port": first["port"],
                 "health": member_health(first) if checked else "unknown",

@@ -3,20 +3,23 @@ the fleet's size.
 
 Only services that can disagree are looked at: those with a failing or maintenance instance
 (a balancer may still send them traffic), those with a balancer member out of rotation or
-down, those whose error ratio is above the threshold, and those with a firing alert. Each is
+down, those whose error ratio is above the threshold, those with a firing alert and those
+with a failing business probe. Each is
 then judged exactly as its own page judges it (`service_view_json`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.config import ProbeConfig
 from app.models import BalancerMember
 from app.queries.metrics import alerts_by_service, red_by_service
+from app.queries.probes import failing_probe_services
 from app.queries.service_view import service_view_json
 from app.queries.services import get_service
 from app.queries.sources import SourceView
@@ -51,6 +54,7 @@ def fleet_disagreements(
     now: datetime,
     rules: VerdictRules,
     limit: int = 20,
+    probes: Sequence[ProbeConfig] = (),
 ) -> tuple[list[dict], int]:
     """Return the disagreements of at most `limit` services, worst first, and how many services
     were candidates. `failing` names the services with a critical or maintenance instance."""
@@ -62,6 +66,7 @@ def fleet_disagreements(
             *(n for n, r in red.items() if (r.error_ratio or 0) > rules.error_ratio),
             *failing,
             *_troubled_member_services(db),
+            *failing_probe_services(db, [p.service for p in probes], now),
         ]
     )
     found: list[dict] = []
@@ -73,7 +78,7 @@ def fleet_disagreements(
         if detail is None:
             continue
         judged += 1
-        body = service_view_json(db, detail, sources, now, rules)
+        body = service_view_json(db, detail, sources, now, rules, probes)
         for said in body["verdict"]["disagreements"]:
             found.append({**said, "service": name, "verdict": body["verdict"]["health"]})
     rank = {"critical": 0, "warning": 1, "maintenance": 2, "unknown": 3, "passing": 4}

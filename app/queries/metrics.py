@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import FiringAlertRow, PushGauge, ScrapeTarget, ServiceRedFigure
 from app.queries.sources import SourceView, iso
+from app.queries.span_red import covered_until, service_span_red
 
 red_t = ServiceRedFigure.__table__
 push_t = PushGauge.__table__
@@ -79,6 +80,34 @@ def red_by_service(db: Session, services: Iterable[str] | None = None) -> dict[s
 def service_red(db: Session, service: str) -> RedFigures | None:
     """Return one service's RED figures, or None when Prometheus has none for it."""
     return red_by_service(db, [service]).get(service)
+
+
+# The window of the span figures shown where Prometheus has none (its own default window).
+TRACES_RED_WINDOW = timedelta(minutes=5)
+
+
+def traces_red(db: Session, service: str, now: datetime) -> RedFigures | None:
+    """Return a service's RED figures from its spans (source "traces"), or None without spans."""
+    figures = service_span_red(db, service, now - TRACES_RED_WINDOW, now)
+    if figures is None:
+        return None
+    return RedFigures(
+        service,
+        "traces",
+        figures.rate_rps,
+        figures.error_ratio,
+        figures.p50_ms,
+        figures.p95_ms,
+        covered_until(db) or now,
+    )
+
+
+def service_red_or_traces(db: Session, service: str, now: datetime) -> RedFigures | None:
+    """Return Prometheus's figures for a service, or the spans' where Prometheus has none."""
+    found = service_red(db, service)
+    if found is not None and found.rate_rps is not None:
+        return found
+    return traces_red(db, service, now) or found
 
 
 @dataclass(frozen=True)

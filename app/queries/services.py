@@ -11,7 +11,7 @@ from sqlalchemy import Row, null, select
 from sqlalchemy.orm import Session, selectinload
 
 from app.models import Check, HealthTransition, Instance, Service, ServiceUpstream
-from app.queries.metrics import AlertView, RedFigures, service_alerts, service_red
+from app.queries.metrics import AlertView, RedFigures, service_alerts, service_red_or_traces
 from app.queries.sources import SourceView, iso
 from app.queries.strips import (
     WINDOW,
@@ -259,7 +259,7 @@ class ServiceDetail:
     used_by: list[Neighbour] = field(default_factory=list)
     proxies: list[ProxyView] = field(default_factory=list)
     proxy_for: Neighbour | None = None
-    red: RedFigures | None = None  # Prometheus's current figures for the service
+    red: RedFigures | None = None  # Prometheus's current figures, else the spans' ("traces")
     alerts: list[AlertView] = field(default_factory=list)  # firing now, unsilenced first
 
     @property
@@ -326,7 +326,7 @@ def get_service(
         instance_strips={i: strip_segments(s, start_at, now) for i, s in spans.items()},
     )
     _add_neighbours(db, detail)
-    detail.red = service_red(db, service.name)
+    detail.red = service_red_or_traces(db, service.name, now)
     detail.alerts = service_alerts(db, service.name)
     return detail
 

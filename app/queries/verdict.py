@@ -136,7 +136,7 @@ def service_verdict(
                 opinions.append("warning")
             disagreements.append(
                 _disagreement(
-                    "prometheus",
+                    red.get("source") or "prometheus",
                     f"error ratio {ratio:.1%} at {rate:.1f} req/s, above the "
                     f"{rules.error_ratio:.1%} threshold, {_while(health)}",
                     stale=stale,

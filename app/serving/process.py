@@ -12,9 +12,9 @@ log = logging.getLogger("quarterdeck")
 
 
 def serve_quarterdeck(qd: Quarterdeck, *, banner: str | None = None) -> int:
-    """Serve the web UI, API and live streams and run the collectors until SIGINT/SIGTERM."""
-    from app.collection.scheduler import CollectionService
+    """Serve the web UI, API and live streams (and, when leading, the jobs) until SIGTERM."""
     from app.factory import create_app
+    from app.replicas.running import Replica
     from app.serving.server import Server
 
     app = create_app(qd=qd)
@@ -27,14 +27,14 @@ def serve_quarterdeck(qd: Quarterdeck, *, banner: str | None = None) -> int:
     # Everything built so far lives as long as the process: keep it out of the cyclic
     # collector's scans, which otherwise make the slowest page requests slower.
     gc.freeze()
-    collection = CollectionService(qd)
-    collection.start()
+    # One replica among several leads: it alone runs the collectors and jobs.
+    replica = Replica(qd).start()
     log.info("Quarterdeck listening on %s/", server.url)
     try:
         server.run()
     finally:
         qd.feed.close()
-        collection.stop()
+        replica.stop()
     log.info("Quarterdeck stopped")
     return 0
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.models import (
     Balancer,
+    BalancerBackendRollup,
     BalancerMember,
     BalancerProxyState,
     BalancerRollup,
@@ -34,6 +35,7 @@ balancers_t = Balancer.__table__
 members_t = BalancerMember.__table__
 proxies_t = BalancerProxyState.__table__
 rollups_t = BalancerRollup.__table__
+backend_rollups_t = BalancerBackendRollup.__table__
 instances_t = Instance.__table__
 services_t = Service.__table__
 
@@ -315,7 +317,8 @@ def _roll_up(
     if total is not None:
         values[("", "")] = total
     held: dict[tuple[str, str], Row] = {}
-    if previous_at is not None and minute_of(previous_at) >= minute:
+    continuing = previous_at is not None and minute_of(previous_at) >= minute
+    if continuing:
         values = {key: value for key, value in values.items() if previous.get(key) != value}
         if not values:
             return
@@ -331,19 +334,75 @@ def _roll_up(
             query = query.where(rollups_t.c.server.in_(sorted({s for _, s in values})))
         held = {(row.backend, row.server): row for row in session.execute(query)}
     inserts, updates = [], []
+    # What the writes add to each backend's sums: (sessions_last, servers).
+    added: dict[str, list[int]] = {}
     for (backend, server), value in values.items():
         row = held.get((backend, server))
         if row is None:
             inserts.append({"balancer": upd.balancer, "backend": backend, "server": server,
                             "minute_at": minute, "sessions_min": value, "sessions_max": value,
                             "sessions_last": value})  # fmt: skip
+            if backend:
+                sums = added.setdefault(backend, [0, 0])
+                sums[0] += value
+                sums[1] += 1
         elif value != row.sessions_last or not row.sessions_min <= value <= row.sessions_max:
             updates.append({"_id": row.id, "sessions_min": min(row.sessions_min, value),
                             "sessions_max": max(row.sessions_max, value),
                             "sessions_last": value})  # fmt: skip
+            if backend:
+                added.setdefault(backend, [0, 0])[0] += value - row.sessions_last
     connection = session.connection()
     insert_rows(connection, rollups_t, inserts)
     update_rows(connection, rollups_t, updates)
+    _roll_up_backends(session, upd.balancer, minute, added, continuing=continuing)
+
+
+def _roll_up_backends(
+    session: Session,
+    balancer: str,
+    minute: datetime,
+    added: dict[str, list[int]],
+    *,
+    continuing: bool,
+) -> None:
+    """Add what this pass wrote to the minute's per-server rows to its per-backend sums.
+
+    Every change to a server's row goes through `_roll_up`, so a backend's row stays the sum
+    of its servers' rows of the minute (a server gone mid-minute keeps its row, and its part).
+    """
+    added = {backend: sums for backend, sums in added.items() if sums != [0, 0]}
+    if not added:
+        return
+    held: dict[str, Row] = {}
+    if continuing:
+        held = {
+            row.backend: row
+            for row in session.execute(
+                select(
+                    backend_rollups_t.c.id,
+                    backend_rollups_t.c.backend,
+                    backend_rollups_t.c.sessions_last,
+                    backend_rollups_t.c.servers,
+                ).where(
+                    backend_rollups_t.c.balancer == balancer,
+                    backend_rollups_t.c.minute_at == minute,
+                    backend_rollups_t.c.backend.in_(sorted(added)),
+                )
+            )
+        }
+    inserts, updates = [], []
+    for backend, (sessions, servers) in sorted(added.items()):
+        row = held.get(backend)
+        if row is None:
+            inserts.append({"balancer": balancer, "backend": backend, "minute_at": minute,
+                            "sessions_last": sessions, "servers": servers})  # fmt: skip
+        else:
+            updates.append({"_id": row.id, "sessions_last": row.sessions_last + sessions,
+                            "servers": row.servers + servers})  # fmt: skip
+    connection = session.connection()
+    insert_rows(connection, backend_rollups_t, inserts)
+    update_rows(connection, backend_rollups_t, updates)
 
 
 def _unmatched(catalog: CatalogMatch, servers: Iterable[BalancerServer]) -> list[BalancerServer]:
@@ -398,8 +457,11 @@ def _as_instance(upd: BalancerUpdate, server: BalancerServer) -> InstanceRecord:
                 kind=kind,
             ),
         )
+    # A server name is unique within its backend only (HAProxy `push/s1` and `chat/s1`): the
+    # backend stands where a Consul instance has its node, so the two are two instances.
     return InstanceRecord(
         id=server.server,
+        node=server.backend,
         address=server.address,
         port=server.port,
         meta={"balancer": upd.balancer, "backend": server.backend},

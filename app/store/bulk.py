@@ -95,3 +95,58 @@ def insert_columns_keyed(
     own = _converted(connection, table, columns)
     keys = _converted(connection, parent, parent_keys)
     connection.exec_driver_sql(sql, [a + b for a, b in zip(own, keys, strict=True)])
+
+
+def insert_columns_skipping(
+    connection: Connection, table: Table, columns: dict[str, list], unique: Sequence[str]
+) -> int:
+    """Insert rows given column by column, skipping those whose `unique` columns exist.
+
+    Both SQLite (3.24+) and PostgreSQL take `ON CONFLICT (...) DO NOTHING`; returns how many
+    rows went in.
+    """
+    if not columns or not next(iter(columns.values())):
+        return 0
+    mark = _placeholder(connection)
+    names = ", ".join(_quote(connection, c) for c in columns)
+    marks = ", ".join([mark] * len(columns))
+    keys = ", ".join(_quote(connection, c) for c in unique)
+    sql = (
+        f"INSERT INTO {_quote(connection, table.name)} ({names}) VALUES ({marks}) "  # noqa: S608
+        f"ON CONFLICT ({keys}) DO NOTHING"
+    )
+    result = connection.exec_driver_sql(sql, _converted(connection, table, columns))
+    return max(result.rowcount, 0)
+
+
+def bound_value(connection: Connection, table: Table, column: str, value):
+    """Return `value` as the driver takes it for `column` (its type's bind processor applied)."""
+    proc = table.c[column].type._cached_bind_processor(connection.dialect)
+    return value if proc is None else proc(value)
+
+
+def insert_tuples_skipping(
+    connection: Connection,
+    table: Table,
+    names: Sequence[str],
+    rows: Sequence[tuple],
+    unique: Sequence[str],
+) -> int:
+    """Insert rows given as tuples of driver values in the order of `names`, skipping those
+    whose `unique` columns exist; return how many went in.
+
+    For wide, fast batches (a stream's entries): no per-column lists, no conversion here. The
+    caller converts what needs it once (`bound_value`), e.g. a Boolean column's two values.
+    """
+    if not rows:
+        return 0
+    mark = _placeholder(connection)
+    columns = ", ".join(_quote(connection, c) for c in names)
+    marks = ", ".join([mark] * len(names))
+    keys = ", ".join(_quote(connection, c) for c in unique)
+    sql = (
+        f"INSERT INTO {_quote(connection, table.name)} ({columns}) VALUES ({marks}) "  # noqa: S608
+        f"ON CONFLICT ({keys}) DO NOTHING"
+    )
+    result = connection.exec_driver_sql(sql, rows)
+    return max(result.rowcount, 0)

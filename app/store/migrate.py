@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
@@ -28,9 +33,53 @@ def alembic_config(url: str) -> AlembicConfig:
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Migrate the store up to a revision (head by default)."""
-    command.upgrade(alembic_config(url), revision)
+def upgrade(url: str, revision: str = "head") -> str | None:
+    """Migrate the store up to a revision (head by default), one process at a time.
+
+    Replicas started together on an empty store would otherwise race to create it: the
+    first to take the migration lock migrates, the others then find it at head. Returns
+    the revision the store was at when this process got the lock (None: no schema).
+    """
+    with migration_lock(url):
+        before = revision_of(url)
+        command.upgrade(alembic_config(url), revision)
+    return before
+
+
+# Not the leader lock's key (app/replicas/locks.py): a leader may be running meanwhile.
+MIGRATION_LOCK_KEY = 0x5144_4D49_4752_4154  # "QDMIGRAT"
+
+
+@contextlib.contextmanager
+def migration_lock(url: str) -> Iterator[None]:
+    """Hold a lock that only migrations take: an advisory lock on PostgreSQL, a file lock
+    beside an SQLite file; nothing for in-memory SQLite."""
+    parsed = make_url(normalize_url(url))
+    if parsed.get_backend_name() == "postgresql":
+        conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+        return
+    database = parsed.database or ""
+    path = Path(database)
+    # No folder for the file: let SQLite itself say why it cannot open the store.
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or database in ("", ":memory:")
+        or (not path.parent.is_dir())
+    ):
+        yield
+        return
+    fd = os.open(path.with_name(path.name + ".migrate"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def revision_of(url: str) -> str | None:

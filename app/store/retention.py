@@ -8,7 +8,16 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from app.config import RetentionConfig
-from app.models import BalancerRollup, CollectorRun, HealthTransition, Sample
+from app.models import (
+    BalancerBackendRollup,
+    BalancerRollup,
+    CollectorRun,
+    HealthTransition,
+    IdemEventRow,
+    ProbeResultRow,
+    ProbeTransition,
+    Sample,
+)
 
 # Run records only explain recent collection; a week is plenty for that.
 COLLECTOR_RUNS_DAYS = 7
@@ -31,6 +40,25 @@ def prune(session: Session, retention: RetentionConfig, now: datetime) -> dict[s
             BalancerRollup.minute_at,
             timedelta(days=retention.samples_d),
         ),
+        # The per-backend sums of the rows above: kept exactly as long.
+        (
+            "balancer_backend_rollups",
+            BalancerBackendRollup,
+            BalancerBackendRollup.minute_at,
+            timedelta(days=retention.samples_d),
+        ),
+        (
+            "probe_results",
+            ProbeResultRow,
+            ProbeResultRow.at,
+            timedelta(days=retention.samples_d),
+        ),
+        (
+            "probe_transitions",
+            ProbeTransition,
+            ProbeTransition.at,
+            timedelta(days=retention.transitions_d),
+        ),
         (
             "collector_runs",
             CollectorRun,
@@ -42,4 +70,9 @@ def prune(session: Session, retention: RetentionConfig, now: datetime) -> dict[s
             continue
         result = session.execute(delete(model).where(column < now - age))
         removed[label] = result.rowcount or 0
+    if retention.idempotency_d:
+        # Events keep their own ts_ms (Unix ms), not a datetime column.
+        cutoff_ms = int((now - timedelta(days=retention.idempotency_d)).timestamp() * 1000)
+        result = session.execute(delete(IdemEventRow).where(IdemEventRow.at_ms < cutoff_ms))
+        removed["idem_events"] = result.rowcount or 0
     return removed

@@ -7,6 +7,8 @@ import json
 from flask import Blueprint, abort, current_app, jsonify, redirect, request, url_for
 
 from app.auth.access import public, require
+from app.collection.jobs import declared_jobs
+from app.queries.jobs import job_views, leader_view
 from app.queries.service_view import service_view_json
 from app.queries.services import (
     get_service,
@@ -17,6 +19,7 @@ from app.queries.sources import last_counts
 from app.queries.verdict import rules_from
 from app.quoting import quote_input
 from app.views.common import current_sources, qd
+from app.views.map_query import read_graph
 from app.views.services import service_filter_from
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -45,7 +48,7 @@ def service(name: str):
             abort(404, f"no service named {quote_input(name)} has been seen")
         sources = {s.name: s for s in current_sources(db)}
         rules = rules_from(ctx.config.verdict)
-        body = service_view_json(db, found, sources, ctx.clock(), rules)
+        body = service_view_json(db, found, sources, ctx.clock(), rules, ctx.config.probes)
     return jsonify(body)
 
 
@@ -56,7 +59,31 @@ def sources():
     with qd().store.session() as db:
         views = current_sources(db)
         counts = last_counts(db, [v.name for v in views])
-        return jsonify({"sources": [{**v.to_json(), "counts": counts[v.name]} for v in views]})
+        leader = leader_view(db)
+        return jsonify(
+            {
+                "sources": [{**v.to_json(), "counts": counts[v.name]} for v in views],
+                "leader": leader.to_json() if leader is not None else None,
+                "replica": qd().replica or None,
+            }
+        )
+
+
+@bp.get("/jobs")
+@require("viewer")
+def jobs():
+    """Return every declared job with its last recorded run."""
+    ctx = qd()
+    with ctx.store.session() as db:
+        views = job_views(db, declared_jobs(ctx), ctx.clock())
+    return jsonify({"jobs": [v.to_json() for v in views]})
+
+
+@bp.get("/map")
+@require("viewer")
+def dependency_map():
+    """Return the dependency map: nodes, edges with evidence and drift (DESIGN §5)."""
+    return jsonify(read_graph(request.args))
 
 
 @bp.get("/openapi.json")

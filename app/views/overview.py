@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, g
 from sqlalchemy import select
 
 from app.auth.access import require
+from app.auth.accounts import role_at_least
 from app.models import HealthTransition, Instance, Service
 from app.queries.disagreements import fleet_disagreements
 from app.queries.metrics import alerts_by_service
 from app.queries.services import WINDOW, current_health, is_proxy, service_strips
+from app.queries.slo import ALERT_STATES, slo_json
 from app.queries.verdict import rules_from
+from app.rules.listing import waiting_proposals
 from app.views.common import current_sources, qd, render_page_or_part
+from app.views.slo import current_slo
 
 bp = Blueprint("overview", __name__)
 
@@ -19,6 +23,7 @@ ATTENTION_ROWS = 25
 DISAGREEMENT_ROWS = 15
 ALERT_ROWS = 10
 RECENT_TRANSITIONS = 20
+SLO_ROWS = 15
 # Worst first: the order of the tiles, of Needs attention and of the Services list's badges.
 STATES = ("critical", "warning", "maintenance", "unknown", "passing")
 # Unknown needs attention too: nothing tells whether it serves.
@@ -49,7 +54,11 @@ def index():
         by_name = {s.name: s for s in sources}
         failing = [s.name for s in services if s.n_critical or s.n_maintenance]
         rules = rules_from(ctx.config.verdict)
-        disagreements, judged = fleet_disagreements(db, failing, by_name, now, rules)
+        disagreements, judged = fleet_disagreements(
+            db, failing, by_name, now, rules, probes=ctx.config.probes
+        )
+        proposals = waiting_proposals(db) if ctx.config.rules else []
+        slo = [slo_json(state, now) for state in current_slo(ctx, db)]
         alerts = [
             (name, alert)
             for name, found in sorted(alerts_by_service(db).items())
@@ -85,4 +94,9 @@ def index():
         disagreement_count=len(disagreements),
         alerts=alerts[:ALERT_ROWS],
         alert_count=len(alerts),
+        proposals=proposals,
+        can_approve=role_at_least(g.identity.role, "operator"),
+        slo=sorted(slo, key=lambda s: (ALERT_STATES.index(s["state"]), s["service"]))[:SLO_ROWS],
+        slo_count=len(slo),
+        slo_burning=sum(1 for s in slo if s["state"] in ("fast", "slow")),
     )

@@ -6,10 +6,13 @@ import re
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, render_template, request, url_for
+from flask import Blueprint, abort, g, render_template, request, url_for
 from markupsafe import Markup, escape
 
 from app.auth.access import require
+from app.auth.accounts import role_at_least
+from app.queries.probes import probe_timeline
+from app.queries.releases import compare_releases, list_releases, release_json
 from app.queries.service_view import service_view_json
 from app.queries.services import (
     HEALTH_FILTERS,
@@ -18,13 +21,18 @@ from app.queries.services import (
     get_service,
     service_topic,
 )
+from app.queries.slo import WINDOWS as BURN_WINDOWS
+from app.queries.slo import slo_json
 from app.queries.verdict import rules_from
 from app.quoting import quote_input
 from app.views.common import current_sources, qd, query_number, render_page_or_part
+from app.views.slo import current_slo
 from collectors.base import SourceUnavailable
 from collectors.prometheus import PrometheusReader, service_red_sparkline
 
 bp = Blueprint("services", __name__)
+# Releases listed on a service's page, newest first (the API pages through them all).
+RELEASE_ROWS = 10
 
 # Rows the Services page renders at once, worst first; the rest are one "next" link away.
 PAGE_SIZE = 100
@@ -144,7 +152,13 @@ def detail(name: str):
                 "or the Sources page if a source has not reported yet.",
             )
         sources = {s.name: s for s in current_sources(db)}
-        view = service_view_json(db, found, sources, ctx.clock(), rules_from(ctx.config.verdict))
+        view = service_view_json(
+            db, found, sources, ctx.clock(), rules_from(ctx.config.verdict), ctx.config.probes
+        )
+        probe_timelines = {p["name"]: probe_timeline(db, p["name"]) for p in view["probes"]}
+        slo = [slo_json(state, ctx.clock()) for state in current_slo(ctx, db, [name])]
+        release_rows, releases_total = list_releases(db, name, limit=RELEASE_ROWS)
+        comparison = compare_releases(db, name, ctx.clock())
     catalog = ctx.config.catalog
     meta = found.service.meta or {}
     about = [
@@ -162,6 +176,13 @@ def detail(name: str):
         source=sources.get(found.service.source),
         about=about,
         live_topic=service_topic(found.service.name),
+        probe_timelines=probe_timelines,
+        slo=slo,
+        burn_windows=list(BURN_WINDOWS),
+        releases=[release_json(r) for r in release_rows],
+        releases_total=releases_total,
+        comparison=comparison,
+        can_roll_back=role_at_least(g.identity.role, "operator"),
     )
 
 

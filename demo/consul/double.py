@@ -72,7 +72,9 @@ class ConsulDouble:
                 self._raft, self.catalog, self._agent_checks, node_name
             ).routes(),
         ]
-        self._dispatcher = Dispatcher(routes, datacenter, self.acl, self._faults, self._is_live)
+        self._dispatcher = Dispatcher(
+            routes, datacenter, self.acl, self._faults, self._is_live, self._race_kv_write
+        )
         # Like a real cluster: the server's own node, with the "consul" service on it.
         self.register_node(node_name, "127.0.0.1")
         self.catalog.register_service(
@@ -380,11 +382,28 @@ class ConsulDouble:
         malformed_json: 200 with a truncated body; missing_fields: valid JSON without the key
         each record needs (health entries lose "Service"); http_500: "No cluster leader";
         disconnect: the connection closes without an answer; index_backwards: X-Consul-Index 1;
+        cas_conflict: on a KV write with `?cas` (only those use up its count), another client
+        writes `{"by": "another writer"}` to the key just before this request is handled, so
+        its `?cas` no longer matches and Consul answers `false`, as it does for any writer that
+        loses a check-and-set race;
         spurious_wake: a blocking query (one with ?index) returns at once with nothing changed,
         at the index it sent (index_moves=False), at a higher one (True), or alternately
         (None, the same index first). Only blocking queries use up its count.
         """
         self._faults.add(path_prefix, kind, count, index_moves)
+
+    def _race_kv_write(self, request) -> None:
+        """Another writer's write to the request's KV key lands first (its ModifyIndex moves)."""
+        prefix = "/v1/kv/"
+        if not request.path.startswith(prefix) or len(request.path) == len(prefix):
+            return
+        key = request.path[len(prefix) :]
+        value = b'{"by": "another writer"}'
+        with self._raft.lock:
+            entry = self.kv.get(key)
+            if entry is not None and entry.value == value:
+                value += b" "  # Consul skips a write that changes nothing: this one must not
+            self.kv.put(key, value, entry.flags if entry else 0)
 
     def start_fault(
         self,

@@ -15,6 +15,7 @@ FAULT_KINDS = (
     "disconnect",
     "index_backwards",
     "spurious_wake",
+    "cas_conflict",
 )
 
 
@@ -61,16 +62,19 @@ class FaultPlan:
         with self._lock:
             self._faults.clear()
 
-    def take(self, path: str, blocking: bool) -> tuple[str, str] | None:
+    def take(self, path: str, blocking: bool, cas_write: bool = False) -> tuple[str, str] | None:
         """The (kind, detail) of the fault for this request, consuming one of its uses.
 
-        A spurious_wake applies to blocking queries only (detail: "same" or "moved").
+        A spurious_wake applies to blocking queries only (detail: "same" or "moved"), a
+        cas_conflict to KV writes with `?cas` only.
         """
         with self._lock:
             for fault in self._faults:
                 if not path.startswith(fault.prefix):
                     continue
                 if fault.kind == "spurious_wake" and not blocking:
+                    continue
+                if fault.kind == "cas_conflict" and not cas_write:
                     continue
                 if fault.remaining is not None:
                     fault.remaining -= 1

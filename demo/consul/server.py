@@ -38,8 +38,10 @@ class Dispatcher:
         acl: ACLStore,
         faults: FaultPlan,
         is_live: Callable[[int], bool],
+        race: Callable[[Request], None] | None = None,
     ) -> None:
         self._routes = list(routes)
+        self._race = race
         self._is_live = is_live
         self._datacenter = datacenter
         self._acl = acl
@@ -92,7 +94,11 @@ class Dispatcher:
         if route.forwarded and dc and dc != self._datacenter:
             raise HTTPError(500, "No path to datacenter")
         self._authorize(request, route)
-        taken = self._faults.take(request.path, blocking=request.get("index") not in ("", "0"))
+        taken = self._faults.take(
+            request.path,
+            blocking=request.get("index") not in ("", "0"),
+            cas_write=request.method in ("PUT", "DELETE") and request.has("cas"),
+        )
         fault = taken[0] if taken else None
         if fault == "spurious_wake":
             request.spurious = taken[1] if taken else ""
@@ -102,6 +108,10 @@ class Dispatcher:
             raise HTTPError(500, "No cluster leader")
         if fault == "disconnect":
             raise Disconnect
+        if fault == "cas_conflict":
+            if self._race is not None:
+                self._race(request)
+            fault = None
         response = route.handler(request)
         if fault is not None and response.status == 200 and response.body is not NO_BODY:
             apply_fault(fault, response)

@@ -88,18 +88,30 @@ class ConsulAgent:
 class Upstreams:
     """The passing instances of the services an instance calls, kept fresh by blocking queries."""
 
-    def __init__(self, agent: ConsulAgent, services: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        agent: ConsulAgent,
+        services: tuple[str, ...],
+        via: dict[str, tuple[str, int]] | None = None,
+    ) -> None:
         self._agent = agent
+        # Services called through a balancer: its address, whatever Consul says.
+        self._via = dict(via or {})
         self._lock = threading.Lock()
         self._known: dict[str, list[tuple[str, int]]] = {name: [] for name in services}
         self._random = random.Random()
-        for name in services:
+        for name in (n for n in services if n not in self._via):
             threading.Thread(
                 target=self._watch, args=(name,), name=f"watch-{name}", daemon=True
             ).start()
 
     def pick(self, service: str) -> tuple[str, int] | None:
-        """Return one passing instance of the service at random, or None when none passes."""
+        """Return one passing instance of the service at random, or None when none passes.
+
+        A service called through a balancer answers the balancer's address.
+        """
+        if service in self._via:
+            return self._via[service]
         with self._lock:
             known = self._known.get(service) or []
             return self._random.choice(known) if known else None

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 # Linux prctl(PR_SET_PDEATHSIG): the kernel signals the child when its parent thread ends,
@@ -35,11 +35,20 @@ def _detach_and_die_with_parent() -> None:
 class Child:
     """One child process with its output in a log file."""
 
-    def __init__(self, name: str, argv: Sequence[str | Path], log_path: Path, cwd: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str | Path],
+        log_path: Path,
+        cwd: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.argv = [str(a) for a in argv]
         self.log_path = log_path
         self.cwd = cwd
+        # Added to the environment (a secret such as the ingest token, kept out of argv).
+        self.extra_env = dict(env or {})
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Child:
@@ -50,6 +59,7 @@ class Child:
             p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
         )
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.extra_env)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(  # noqa: PLW1509 - preexec_fn is needed for prctl
                 self.argv,

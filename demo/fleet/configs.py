@@ -21,6 +21,8 @@ class HAProxyPorts:
     push: int
     stats: int
     runtime: int
+    # Gateways call orders through this frontend, so canary weights move real requests.
+    orders: int = 0
 
 
 @dataclass(frozen=True)
@@ -32,13 +34,27 @@ class NginxPorts:
 
 
 def haproxy_config(ports: HAProxyPorts, instances: Sequence[PlannedInstance]) -> str:
-    """HAProxy in front of gateway and push; stats page (`;csv`) and runtime API on TCP."""
+    """HAProxy in front of gateway, push and orders; stats page (`;csv`) and runtime API on TCP."""
     gateway = [i for i in instances if i.service == "gateway"]
     push = [i for i in instances if i.service == "push"]
+    orders = [i for i in instances if i.service == "orders"]
 
     def servers(members: Sequence[PlannedInstance]) -> str:
         # Server names are the Consul service IDs, so Quarterdeck matches them by name as well.
         return "".join(f"    server {i.instance_id} {i.address} check\n" for i in members)
+
+    orders_proxy = (
+        "frontend orders-in\n"
+        f"    bind {LOOPBACK}:{ports.orders}\n"
+        "    default_backend orders\n"
+        "\n"
+        "backend orders\n"
+        "    balance roundrobin\n"
+        f"{servers(orders)}"
+        "\n"
+        if ports.orders and orders
+        else ""
+    )
 
     return (
         "# Written by `quarterdeck demo`: HAProxy in front of the demo fleet.\n"
@@ -72,6 +88,7 @@ def haproxy_config(ports: HAProxyPorts, instances: Sequence[PlannedInstance]) ->
         "    balance leastconn\n"
         f"{servers(push)}"
         "\n"
+        f"{orders_proxy}"
         "listen stats\n"
         f"    bind {LOOPBACK}:{ports.stats}\n"
         "    stats enable\n"

@@ -4,6 +4,7 @@ The file holds words, one or more of:
   unhealthy  /health answers 503 (the Consul check and the balancers' checks fail)
   errors     half of the requests fail with 503 while /health still passes
   slow       every request takes 400 ms more
+  spikes     a quarter of the requests take 800 ms more (a dependency that is sometimes slow)
   refuse     (push) new WebSocket handshakes are refused with 503
   drop       (push) every open WebSocket connection is closed now (once per write of the file)
 An empty file means `unhealthy`. Removing the file ends the fault.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-MODES = ("unhealthy", "errors", "slow", "refuse", "drop")
+MODES = ("unhealthy", "errors", "slow", "spikes", "refuse", "drop")
 
 
 def write_fault(folder: Path, instance_id: str, *modes: str) -> Path:

@@ -19,6 +19,8 @@ from demo.fleet.agent import ConsulAgent, Upstreams
 from demo.fleet.faults import FaultSwitch
 from demo.fleet.metrics import InstanceMetrics
 from demo.fleet.topology import LOOPBACK, SERVICES
+from demo.fleet.tracing import FleetTracing
+from fleet.degrade import DegradeSwitch
 
 log = logging.getLogger("demo.fleet.instance")
 REGISTER_RETRY_S = 0.5
@@ -35,6 +37,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--consul", required=True, help="the Consul agent's URL")
     parser.add_argument("--faults", type=Path, required=True, help="the fault switch folder")
     parser.add_argument("--check-interval", default="5s")
+    parser.add_argument(
+        "--traces", help="the OTLP/HTTP traces endpoint (…/v1/traces); no traces without it"
+    )
+    parser.add_argument("--redis", help="Redis URL for idempotency keys (orders uses it)")
+    parser.add_argument(
+        "--via",
+        action="append",
+        default=[],
+        metavar="SERVICE=HOST:PORT",
+        help="call SERVICE through this balancer instead of picking an instance from Consul",
+    )
+    parser.add_argument("--idem-stream", default="quarterdeck:idem:events")
     return parser.parse_args(argv)
 
 
@@ -53,9 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     agent = ConsulAgent(args.consul)
     faults = FaultSwitch(args.faults / instance_id)
     metrics = InstanceMetrics(service.name, instance_id)
+    tracing = FleetTracing(service.name, instance_id, args.version, args.traces)
     ready = threading.Event()
     serving = threading.Thread(
-        target=_serve, args=(service, instance_id, args, agent, faults, metrics, stop, ready)
+        target=_serve,
+        args=(service, instance_id, args, agent, faults, metrics, tracing, stop, ready),
     )
     serving.start()
     registered = False
@@ -74,21 +90,49 @@ def main(argv: list[str] | None = None) -> int:
             except OSError as error:
                 log.warning("could not deregister %s: %s", instance_id, error)
         serving.join(timeout=10)
+        tracing.stop()
     log.info("%s stopped", instance_id)
     return 0
 
 
-def _serve(service, instance_id, args, agent, faults, metrics, stop, ready) -> None:
+def _via(pairs: list[str]) -> dict[str, tuple[str, int]]:
+    """Parse `--via SERVICE=HOST:PORT` options."""
+    found = {}
+    for pair in pairs:
+        name, _, address = pair.partition("=")
+        host, _, port = address.rpartition(":")
+        found[name] = (host, int(port))
+    return found
+
+
+def _serve(service, instance_id, args, agent, faults, metrics, tracing, stop, ready) -> None:
     if service.websocket:
         from demo.fleet.push import PushInstance, serve_push
 
-        push = PushInstance(instance_id, args.version, faults, metrics)
+        push = PushInstance(instance_id, args.version, faults, metrics, tracing)
         serve_push(args.port, push, stop, ready)
         return
     from demo.fleet.http_service import InstanceHTTPServer, ServiceInstance
 
-    upstreams = Upstreams(agent, service.upstreams)
-    instance = ServiceInstance(service, instance_id, args.version, upstreams, faults, metrics)
+    upstreams = Upstreams(agent, service.upstreams, via=_via(args.via))
+    # The service's degrade switch in Consul KV, watched the way a real service would.
+    degrade = DegradeSwitch(args.consul, service.name)
+    order_keys = None
+    if args.redis and service.name == "orders":
+        from demo.fleet.orders_keys import OrderKeys
+
+        order_keys = OrderKeys(args.redis, instance_id, args.idem_stream)
+    instance = ServiceInstance(
+        service,
+        instance_id,
+        args.version,
+        upstreams,
+        faults,
+        metrics,
+        tracing,
+        degrade=degrade,
+        order_keys=order_keys,
+    )
     server = InstanceHTTPServer(args.port, instance)
     ready.set()
     thread = threading.Thread(target=server.serve_forever, args=(0.5,), daemon=True)
@@ -96,6 +140,7 @@ def _serve(service, instance_id, args, agent, faults, metrics, stop, ready) -> N
     stop.wait()
     server.shutdown()
     server.server_close()
+    degrade.stop()
 
 
 def _register(

@@ -7,6 +7,7 @@ import contextlib
 import json
 import threading
 import time
+import weakref
 from http import HTTPStatus
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,6 +18,7 @@ from websockets.http11 import Request, Response
 from demo.fleet.faults import FaultSwitch
 from demo.fleet.metrics import InstanceMetrics
 from demo.fleet.topology import LOOPBACK
+from demo.fleet.tracing import FleetTracing, answer_span, start_server_span
 
 WS_ROUTE = "/ws"
 TICK_S = 15.0
@@ -31,7 +33,12 @@ class PushInstance:
     """Open connections, the gauge that counts them, and the fault switch."""
 
     def __init__(
-        self, instance_id: str, version: str, faults: FaultSwitch, metrics: InstanceMetrics
+        self,
+        instance_id: str,
+        version: str,
+        faults: FaultSwitch,
+        metrics: InstanceMetrics,
+        tracing: FleetTracing,
     ):
         self.instance_id = instance_id
         self.version = version
@@ -40,6 +47,11 @@ class PushInstance:
         self.gauge = metrics.connections()
         self.open: set[ServerConnection] = set()
         self._dropped_generation = 0
+        self.tracer = tracing.tracer
+        # The SERVER span of each handshake in progress, ended by process_response.
+        self._handshakes: weakref.WeakKeyDictionary[ServerConnection, object] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def handle(self, connection: ServerConnection) -> None:
         """Hold one connection: greet it, echo what it sends, until it closes."""
@@ -73,6 +85,11 @@ class PushInstance:
             response.headers["Content-Type"] = CONTENT_TYPE_LATEST
             response.headers["Content-Length"] = str(len(response.body))
             return response
+        route = WS_ROUTE if path == WS_ROUTE else ""
+        port = connection.local_address[1]
+        self._handshakes[connection] = start_server_span(
+            self.tracer, "GET", route, path, request.headers, port, LOOPBACK
+        )
         if path != WS_ROUTE:
             self.metrics.served("", "GET", 404, 0.0)
             return connection.respond(HTTPStatus.NOT_FOUND, f"no route {path}\n")
@@ -80,6 +97,15 @@ class PushInstance:
             self.metrics.served(WS_ROUTE, "GET", 503, 0.0)
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "refusing: injected fault\n")
         return None
+
+    def process_response(
+        self, connection: ServerConnection, request: Request, response: Response
+    ) -> None:
+        """End the span of a handshake with its answer (101 once the connection is open)."""
+        span = self._handshakes.pop(connection, None)
+        if span is not None:
+            answer_span(span, response.status_code)
+            span.end()
 
     async def tick(self, stop: asyncio.Event) -> None:
         """Push a small message to every client now and then; act on `drop` faults."""
@@ -116,6 +142,7 @@ def serve_push(
             LOOPBACK,
             port,
             process_request=instance.process_request,
+            process_response=instance.process_response,
             ping_interval=PING_INTERVAL_S,
         ) as server:
             ready.set()

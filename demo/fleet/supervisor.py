@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import signal
@@ -9,6 +10,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 from demo.fleet.children import Child, python_argv, stop_all
 from demo.fleet.configs import (
@@ -52,6 +54,8 @@ class DemoFleet:
         rps: float = 3.0,
         mean_session_s: float = 120.0,
         restart_after_s: float = 20.0,
+        traces_url: str | None = None,
+        traces_token: str | None = None,
     ) -> None:
         self.folder = folder
         self.consul_url = consul_url
@@ -61,14 +65,19 @@ class DemoFleet:
         self.rps = rps
         self.mean_session_s = mean_session_s
         self.restart_after_s = restart_after_s
+        self.traces_url = traces_url
+        self.traces_token = traces_token
         self.binaries = {name: path for name in tools if (path := find_tool(name))}
         self.missing = [name for name in TOOLS if name not in self.binaries]
-        ports = free_ports(instance_count() + 7)
+        ports = free_ports(instance_count() + 9)
         self.instances = plan_instances(ports[: instance_count()])
         extra = iter(ports[instance_count() :])
         self.haproxy_ports = HAProxyPorts(next(extra), next(extra), next(extra), next(extra))
         self.nginx_ports = NginxPorts(next(extra), next(extra))
         self.prometheus_port = next(extra)
+        self.redis_port = next(extra)
+        self.haproxy_ports = dataclasses.replace(self.haproxy_ports, orders=next(extra))
+        self.redis_dir = folder / "redis"
         self.faults_dir = folder / "faults"
         self.logs_dir = folder / "logs"
         self.nginx_prefix = folder / "nginx"
@@ -139,9 +148,16 @@ class DemoFleet:
             urls = [f"ws://{i.address}/ws" for i in self.instances if i.service == "push"]
         return urls
 
+    @property
+    def redis_url(self) -> str:
+        """Return the demo Redis's URL (orders' idempotency keys and the event stream)."""
+        return f"redis://{LOOPBACK}:{self.redis_port}/0"
+
     def quarterdeck_config(self) -> str:
         """The TOML sections that point Quarterdeck's collectors at this fleet's tools."""
         parts = []
+        if "redis-server" in self.binaries:
+            parts.append(f"[redis]\nurl = {_toml(self.redis_url)}\n")
         if "prometheus" in self.binaries:
             parts.append(f"[prometheus]\nurl = {_toml(self.prometheus_url)}\n")
         if "haproxy" in self.binaries:
@@ -161,6 +177,13 @@ class DemoFleet:
                 f"reload = [{', '.join(_toml(word) for word in reload)}]\n"
             )
         return "\n".join(parts)
+
+    def tracing_env(self) -> dict[str, str]:
+        """The environment that gives the fleet's exporters the ingest token, when there is one."""
+        return tracing_env(self.traces_token) if self.traces_token else {}
+
+    def _tracing_args(self) -> list[str]:
+        return ["--traces", self.traces_url] if self.traces_url else []
 
     # ----- running --------------------------------------------------------------------------
 
@@ -259,6 +282,12 @@ class DemoFleet:
                 prometheus_config(targets, rules, self.scrape_interval), encoding="utf-8"
             )
 
+    def _via_args(self, instance: PlannedInstance) -> list[str]:
+        """Gateways reach orders through HAProxy when it runs: weights there steer them."""
+        if instance.service != "gateway" or "haproxy" not in self.binaries:
+            return []
+        return ["--via", f"orders={LOOPBACK}:{self.haproxy_ports.orders}"]
+
     def _instance_child(self, instance: PlannedInstance) -> Child:
         argv = python_argv(
             "demo.fleet.instance",
@@ -275,8 +304,17 @@ class DemoFleet:
             "--check-interval",
             self.check_interval,
             *(["--canary"] if instance.canary else []),
+            *self._via_args(instance),
+            *self._tracing_args(),
+            *(["--redis", self.redis_url] if "redis-server" in self.binaries else []),
         )
-        return Child(instance.instance_id, argv, self._log(instance.instance_id), self.folder)
+        return Child(
+            instance.instance_id,
+            argv,
+            self._log(instance.instance_id),
+            self.folder,
+            self.tracing_env(),
+        )
 
     def _tool_children(self) -> list[Child]:
         children = []
@@ -294,6 +332,11 @@ class DemoFleet:
                 f"--web.listen-address={LOOPBACK}:{self.prometheus_port}",
             ]
             children.append(Child("prometheus", argv, self._log("prometheus"), self.prometheus_dir))
+        if "redis-server" in self.binaries:
+            self.redis_dir.mkdir(parents=True, exist_ok=True)
+            argv = [self.binaries["redis-server"], "--port", self.redis_port, "--bind", LOOPBACK]
+            argv += ["--save", "", "--appendonly", "no", "--dir", self.redis_dir]
+            children.append(Child("redis-server", argv, self._log("redis-server"), self.redis_dir))
         return children
 
     def _traffic_child(self) -> Child:
@@ -307,8 +350,16 @@ class DemoFleet:
             self.clients,
             "--mean-session-s",
             self.mean_session_s,
+            *self._tracing_args(),
+            *[word for url in self.orders_urls() for word in ("--orders", url)],
         )
-        return Child("traffic", argv, self._log("traffic"), self.folder)
+        return Child("traffic", argv, self._log("traffic"), self.folder, self.tracing_env())
+
+    def orders_urls(self) -> list[str]:
+        """Where the keyed order clients go: the orders instances, when Redis runs."""
+        if "redis-server" not in self.binaries:
+            return []
+        return [i.url for i in self.instances if i.service == "orders"]
 
     def _log(self, name: str) -> Path:
         return self.logs_dir / f"{name}.log"
@@ -404,9 +455,16 @@ class DemoFleet:
         # Users first, then the balancers in front, then the instances (which deregister from
         # Consul on SIGTERM), then Prometheus.
         order = [["traffic"], ["haproxy", "nginx"], [i.instance_id for i in self.instances]]
-        order.append(["prometheus"])
+        order.append(["prometheus", "redis-server"])
         for names in order:
             stop_all([children[n] for n in names if n in children])
+
+
+def tracing_env(token: str) -> dict[str, str]:
+    """The environment that makes an OpenTelemetry exporter send `Authorization: Bearer <token>`."""
+    # OpenTelemetry SDK: OTEL_EXPORTER_OTLP_TRACES_HEADERS is key=value pairs, URL-encoded.
+    bearer = quote(f"Bearer {token}", safe="")
+    return {"OTEL_EXPORTER_OTLP_TRACES_HEADERS": f"Authorization={bearer}"}
 
 
 def _toml(value: str) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from demo.fleet.topology import LOOPBACK
 
-TOOLS = ("haproxy", "nginx", "prometheus")
+TOOLS = ("haproxy", "nginx", "prometheus", "redis-server")
 # Debian installs haproxy and nginx in /usr/sbin, which is not on a normal user's PATH.
 EXTRA_BIN_DIRS = ("/usr/sbin", "/sbin")
 
@@ -30,6 +30,9 @@ TOOL_SPECS = {
     "haproxy": ToolSpec("haproxy", "haproxy", "HAProxy in front of gateway and push"),
     "nginx": ToolSpec("nginx", "nginx-light", "nginx in front of push (WebSocket)"),
     "prometheus": ToolSpec("prometheus", "prometheus", "Prometheus scraping the fleet"),
+    "redis-server": ToolSpec(
+        "redis-server", "redis-server", "Redis for the orders' idempotency keys"
+    ),
 }
 
 

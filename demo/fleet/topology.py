@@ -15,6 +15,8 @@ class Call:
     service: str
     method: str
     path: str
+    # A call the service skips while its degrade switch has this feature off (fleet.degrade).
+    feature: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,13 @@ FLEET = (
         tags=("http", "edge"),
         routes=(
             Route("GET", "/api/checkout", (Call("orders", "POST", "/orders"),), latency_ms=3),
-            Route("GET", "/api/stock", (Call("inventory", "GET", "/stock"),), latency_ms=2),
+            # Degraded with "live-stock" off, the gateway answers stock without asking inventory.
+            Route(
+                "GET",
+                "/api/stock",
+                (Call("inventory", "GET", "/stock", feature="live-stock"),),
+                latency_ms=2,
+            ),
         ),
     ),
     FleetService(
@@ -78,7 +86,11 @@ FLEET = (
             Route(
                 "POST",
                 "/orders",
-                (Call("inventory", "POST", "/reserve"), Call("payments", "POST", "/charge")),
+                # Degraded with "reservations" off, orders are taken without reserving stock.
+                (
+                    Call("inventory", "POST", "/reserve", feature="reservations"),
+                    Call("payments", "POST", "/charge"),
+                ),
                 latency_ms=12,
             ),
         ),
@@ -172,11 +184,19 @@ def service_meta(service: FleetService, version: str) -> dict[str, str]:
 
 
 def release_record(service: FleetService) -> str:
-    """Return the JSON of `quarterdeck/releases/<service>` (DESIGN §6)."""
+    """Return the JSON of `quarterdeck/releases/<service>` (DESIGN §6).
+
+    A service with a canary is mid-release: the canary is active and the stable version is
+    previous, so a rollback in the demo moves real traffic back to the stable instances.
+    """
     history = [
         {"version": service.previous_version, "at": "2026-01-12T09:30:00Z", "by": "deploy-bot"},
         {"version": service.version, "at": "2026-02-03T14:05:00Z", "by": "deploy-bot"},
     ]
-    return json.dumps(
-        {"active": service.version, "previous": service.previous_version, "history": history}
-    )
+    active, previous = service.version, service.previous_version
+    if service.canary_version:
+        history.append(
+            {"version": service.canary_version, "at": "2026-02-20T10:00:00Z", "by": "deploy-bot"}
+        )
+        active, previous = service.canary_version, service.version
+    return json.dumps({"active": active, "previous": previous, "history": history})

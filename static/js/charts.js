@@ -219,12 +219,17 @@
       }
     }
     update.times.forEach(function (t, i) {
-      if (!(t > last)) return;
-      spec.times.push(t);
+      if (!(t >= last)) return;
+      // A refresh within the second of the newest point is a newer count of that second:
+      // it replaces the point (times are whole seconds), or the chart would keep the old one.
+      const same = t === last;
+      if (!same) spec.times.push(t);
       for (const s of spec.series) {
         const from = update.series.find((u) => u.key === s.key);
         const v = from ? from.values[i] : null;
-        s.values.push(v === undefined ? null : v);
+        const value = v === undefined ? null : v;
+        if (same) s.values[s.values.length - 1] = value;
+        else s.values.push(value);
       }
     });
     const windowS = spec.window_s || 3600;

@@ -519,8 +519,32 @@
 
   // ---------------------------------------------------------------------------------------------
 
+  // A group of the bar (details/summary) closes on Escape, on a click elsewhere, and when
+  // another one opens, as a menu would.
+  function initNavGroups() {
+    const groups = [...document.querySelectorAll("[data-nav-group]")];
+    if (!groups.length) return;
+    for (const group of groups) {
+      group.addEventListener("toggle", function () {
+        if (group.open) for (const other of groups) if (other !== group) other.open = false;
+      });
+    }
+    document.addEventListener("click", function (event) {
+      for (const group of groups) if (group.open && !group.contains(event.target)) group.open = false;
+    });
+    document.addEventListener("keydown", function (event) {
+      if (event.key !== "Escape") return;
+      for (const group of groups) {
+        if (!group.open) continue;
+        group.open = false;
+        if (group.contains(document.activeElement)) group.querySelector("summary").focus();
+      }
+    });
+  }
+
   function init() {
     initToggles();
+    initNavGroups();
     formatTimes(document);
     setInterval(() => formatTimes(document), TIME_TICK_MS);
     initLive();

@@ -14,7 +14,10 @@ RANK = {"viewer": 0, "operator": 1, "admin": 2}
 
 # family -> (least role, [(method, path)]); {bob} and {token} are filled in per test.
 FAMILIES = {
-    "pages": ("viewer", [("GET", "/"), ("GET", "/services"), ("GET", "/sources")]),
+    "pages": (
+        "viewer",
+        [("GET", "/"), ("GET", "/services"), ("GET", "/sources"), ("GET", "/actions")],
+    ),
     "api": (
         "viewer",
         [("GET", "/api/v1/services"), ("GET", "/api/v1/sources"), ("GET", "/api/v1/openapi.json")],

@@ -329,3 +329,41 @@ def test_a_catalog_source_takes_over_a_service_a_balancer_made_before_it_reporte
             select(HealthTransition).where(HealthTransition.service_id == push.id)
         ).all()
         assert [t.to_state for t in transitions] == []
+
+
+def test_servers_named_alike_in_two_backends_are_two_instances_and_a_server_may_move(store):
+    # HAProxy names a server uniquely within its backend only: push/s1 and chat/s1 are two.
+    write(
+        store,
+        BalancerUpdate(
+            balancer="edge",
+            kind="haproxy",
+            observed_at=T0,
+            servers=(
+                server("s1", 9301, 1, backend="push"),
+                server("s1", 9401, 2, backend="chat"),
+            ),
+        ),
+    )
+    # s1 of push moves to chat under a new name, and chat's s1 moves to push.
+    write(
+        store,
+        BalancerUpdate(
+            balancer="edge",
+            kind="haproxy",
+            observed_at=T0 + timedelta(seconds=10),
+            servers=(
+                server("s1", 9401, 2, backend="push"),
+                server("s1", 9301, 1, backend="chat"),
+                server("s2", 9501, 0, backend="chat"),
+            ),
+        ),
+    )
+    with store.session() as db:
+        live = db.execute(
+            select(Service.name, Instance.source_id, Instance.port)
+            .join(Instance.service)
+            .where(Service.source == "edge", Instance.gone_at.is_(None))
+            .order_by(Service.name, Instance.source_id)
+        ).all()
+    assert live == [("chat", "s1", 9301), ("chat", "s2", 9501), ("push", "s1", 9401)]

@@ -60,11 +60,12 @@ def finish(process: subprocess.Popen, how: signal.Signals) -> str:
     """Stop the demo with a signal and return the rest of what it printed."""
     process.send_signal(how)
     try:
-        rest, _ = process.communicate(timeout=30)
+        # The demo stops its whole fleet first: on a busy machine that can take a while.
+        rest, _ = process.communicate(timeout=90)
     finally:
         if process.poll() is None:
             process.kill()
-            process.wait()
+            process.communicate()  # reaps it and closes its pipe (no ResourceWarning later)
     assert process.returncode in (0, -how, 128 + how), process.returncode
     return rest
 
@@ -112,9 +113,12 @@ def test_the_printed_cli_line_works_and_the_folder_goes_on_exit(tmp_path, demo_e
 
 
 def test_keep_leaves_the_folder_with_its_config_and_store(tmp_path, demo_env):
-    process, _port = start_demo(tmp_path, demo_env, "--keep")
+    process, port = start_demo(tmp_path, demo_env, "--keep")
     try:
         line = read_cli_line(process)
+        # Interrupted once it serves, as a user would: on a busy machine a SIGINT in the middle
+        # of its start has left the demo running past any timeout (an open issue of the demo).
+        wait_for(lambda: api_status(port, "/healthz", "") == 200, "the demo answering", 60)
     except BaseException:
         process.kill()
         process.communicate()

@@ -137,3 +137,15 @@ def test_a_secret_variable_named_like_an_override_is_left_to_its_env_key(tmp_pat
     )
     config = load_config(path, environ={"QUARTERDECK_CONSUL_TOKEN": "s3cr3t"})
     assert config.consul.token_env == "QUARTERDECK_CONSUL_TOKEN"
+
+
+def test_the_actions_section_is_read_and_checked(tmp_path):
+    path = tmp_path / "quarterdeck.toml"
+    path.write_text("[actions]\nrequire_approval = true\nsilence_minutes = 15\n")
+
+    config = load_config(path)
+
+    assert (config.actions.require_approval, config.actions.silence_minutes) == (True, 15)
+    path.write_text("[actions]\nsilence_minutes = 0\n")
+    with pytest.raises(ConfigError, match=r"\[actions\] silence_minutes"):
+        load_config(path)

@@ -12,13 +12,14 @@ from tests.fixtures.processes import require_binary
 
 def test_a_fleet_without_tools_is_reached_directly_and_configures_no_tool(tmp_path):
     fleet = DemoFleet(tmp_path, "http://127.0.0.1:1", tools=())
-    assert fleet.missing == ["haproxy", "nginx", "prometheus"]
+    assert fleet.missing == ["haproxy", "nginx", "prometheus", "redis-server"]
     assert fleet.quarterdeck_config() == ""
     gateways = [i for i in fleet.instances if i.service == "gateway"]
     assert fleet.gateway_urls() == [i.url for i in gateways]
     pushes = [i for i in fleet.instances if i.service == "push"]
     assert fleet.push_urls() == [f"ws://{i.address}/ws" for i in pushes]
     assert not (tmp_path / "haproxy.cfg").exists() and not fleet.nginx_prefix.exists()
+    assert fleet.orders_urls() == []  # no Redis: no keyed order clients
 
 
 def test_with_its_tools_the_fleet_configures_each_of_them_for_quarterdeck(tmp_path):
@@ -26,6 +27,7 @@ def test_with_its_tools_the_fleet_configures_each_of_them_for_quarterdeck(tmp_pa
         ("haproxy", "haproxy"),
         ("nginx", "nginx-light"),
         ("prometheus", "prometheus"),
+        ("redis-server", "redis-server"),
     ):
         require_binary(name, package)
     fleet = DemoFleet(tmp_path, "http://127.0.0.1:1")
@@ -38,6 +40,8 @@ def test_with_its_tools_the_fleet_configures_each_of_them_for_quarterdeck(tmp_pa
     assert nginx.status_url == fleet.nginx_status_url
     assert nginx.upstream_conf == str(fleet.nginx_upstream_conf)
     assert list(nginx.reload) == [*fleet.nginx_command(), "-s", "reload"]
+    assert config.redis.url == fleet.redis_url
+    assert fleet.orders_urls() == [i.url for i in fleet.instances if i.service == "orders"]
 
 
 def test_the_banner_says_what_is_real_what_is_simulated_and_what_is_missing():

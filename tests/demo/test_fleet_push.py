@@ -38,9 +38,23 @@ def test_push_holds_websocket_connections_and_its_gauge_says_how_many(healthy_fl
     wait_for(lambda: push_gauges(healthy_fleet)["push-1"] == before, "push-1 back", 10)
 
 
+def haproxy_push_servers(fleet) -> dict[str, dict]:
+    """HAProxy's rows for the push servers, by server name."""
+    rows = csv.DictReader(io.StringIO(get_text(fleet.haproxy_stats_url)[2:]))
+    return {
+        r["svname"]: r for r in rows if r["pxname"] == "push" and r["svname"].startswith("push-")
+    }
+
+
 def test_connections_through_nginx_and_haproxy_reach_push(healthy_fleet):
     nginx_url, haproxy_url = healthy_fleet.push_urls()
     assert f":{healthy_fleet.nginx_ports.push}/" in nginx_url
+    # Consul's checks pass first; HAProxy's own (rise 2, every 2 s) may still say DOWN.
+    wait_for(
+        lambda: all(r["status"] == "UP" for r in haproxy_push_servers(healthy_fleet).values()),
+        "HAProxy sending to every push server",
+        30,
+    )
     before = sum(push_gauges(healthy_fleet).values())
     with open_websockets(nginx_url, 5), open_websockets(haproxy_url, 4):
         wait_for(
@@ -50,12 +64,7 @@ def test_connections_through_nginx_and_haproxy_reach_push(healthy_fleet):
         status = get_text(healthy_fleet.nginx_status_url)
         assert int(status.split("Active connections:")[1].split()[0]) >= 6
         # HAProxy holds the other four as current sessions on the push servers.
-        rows = list(csv.DictReader(io.StringIO(get_text(healthy_fleet.haproxy_stats_url)[2:])))
-        sessions = sum(
-            int(r["scur"])
-            for r in rows
-            if r["pxname"] == "push" and r["svname"].startswith("push-")
-        )
+        sessions = sum(int(r["scur"]) for r in haproxy_push_servers(healthy_fleet).values())
         assert sessions == 4
 
 

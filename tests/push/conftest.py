@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 
 import pytest
 
 from app.auth.accounts import create_user
 from app.collection.registry import configured_sources
-from app.collection.runner import PassResult, run_pass
+from app.collection.runner import RECORD_WRITERS, PassResult, run_pass
 from app.config import HAProxyConfig
 from app.context import Quarterdeck
 from app.factory import create_app
+from collectors.balancers import BalancerUpdate
 from tests.conftest import PASSWORD, sign_in
 from tests.fixtures.haproxy import HAProxyServer
 from tests.fixtures.processes import wait_for
@@ -67,6 +69,20 @@ class PushEdge:
             return all(states.get(name) == "up" for name in names)
 
         wait_for(up, f"{', '.join(names)} up")
+
+
+def seed_history(edge: PushEdge, minutes: int = 50) -> None:
+    """Write past snapshots of the real balancer through the store writer: a rising hour."""
+    [update] = edge.collector.collect()
+    now = edge.qd.clock()
+    for back in range(minutes, 0, -1):
+        servers = tuple(
+            replace(s, sessions=(minutes - back) // 10 + number)
+            for number, s in enumerate(update.servers)
+        )
+        past = replace(update, observed_at=now - timedelta(minutes=back), servers=servers)
+        with edge.qd.store.session(write=True) as db:
+            RECORD_WRITERS[BalancerUpdate](db, past.balancer, past)
 
 
 @pytest.fixture

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime
 
 from app.store.catalog import apply_catalog_update
 from collectors.base import CatalogUpdate, CheckRecord, InstanceRecord, ServiceRecord
 from tests.fixtures.processes import LOOPBACK
 from tests.fixtures.websocket import open_websockets
+from tests.push.conftest import seed_history
 
 SCRIPT = "<script>window.__pwned=1</script>"
 IMG = '"><img src=x onerror=window.__pwned=1>'
+SPEC_RE = re.compile(r"<script type=\"application/json\" data-chart-spec>(.*?)</script>", re.S)
+APPEND_RE = re.compile(r"<script type=\"application/json\" data-chart-append=[^>]*>(.*?)</script>")
 
 
 def register(qd, service: str, instance: str, address: str, port: int) -> None:
@@ -80,3 +85,24 @@ def test_hostile_service_and_instance_names_stay_text_in_the_page_and_chart_data
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in html
     # In the chart's JSON, < > & are escaped (\u003c), so no </script> can close the block.
     assert "\\u003cscript\\u003e" in html
+
+
+def test_the_stored_hour_and_the_count_of_now_reach_the_chart_data(push_edge):
+    """The store side of the browser tests (test_push_page_in_a_browser.py, SQLite only)."""
+    edge = push_edge(2)
+    register(edge.qd, SCRIPT, IMG, LOOPBACK, edge.servers[0].port)
+    seed_history(edge)
+    with open_websockets(edge.haproxy.frontend_ws_url, 4):
+        assert edge.collect().ok
+        edge.api()  # signs the viewer in
+        html = edge._client.get("/push").get_data(as_text=True)
+        part = edge._client.get("/push", headers={"HX-Request": "true"}).get_data(as_text=True)
+    spec = json.loads(SPEC_RE.search(html).group(1))
+    assert spec["source"] == "rollups"
+    assert len(spec["times"]) >= 50 and spec["times"] == sorted(set(spec["times"]))
+    labels = [s["label"] for s in spec["series"]]
+    assert labels[0] == "All services" and SCRIPT in labels
+    assert spec["series"][0]["values"][-1] == 4
+    # The live part carries the count of now for the open chart to append.
+    append = json.loads(APPEND_RE.search(part).group(1))
+    assert append["series"][0]["key"] == "total" and append["series"][0]["values"] == [4]

@@ -9,14 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from app.collection.probes import run_and_record
 from app.collection.registry import configured_sources
+from app.collection.releases import track_releases
 from app.collection.runner import run_pass
 from app.config import (
     AuthConfig,
     ConsulConfig,
     HAProxyConfig,
+    ProbeConfig,
     PrometheusConfig,
     RedisConfig,
+    SloConfig,
     StaticServiceConfig,
 )
 from app.factory import create_app
@@ -179,14 +183,34 @@ def fleet_app(make_qd, make_token):
         # Nothing listens there: its pass fails, so the prometheus source shows an error.
         prometheus=PrometheusConfig(url=f"http://127.0.0.1:{free_port()}"),
         haproxy=(HAProxyConfig(name="edge", stats_url="http://127.0.0.1:8404/stats;csv"),),
-        # No collector reads Redis yet: it is the disabled source.
+        # Configured, never collected here (every source kind now has a collector: none is
+        # "disabled" any more).
         redis=RedisConfig(),
+        # One probe that fails (nothing listens: no status) and one that never ran.
+        probes=(
+            ProbeConfig(
+                name="billing-refused",
+                service="legacy-billing",
+                url=f"http://127.0.0.1:{free_port()}/health",
+            ),
+            ProbeConfig(name="billing-unrun", service="legacy-billing", url="http://127.0.0.1:1/"),
+        ),
+        # SLOs from each kind of source: probe runs (with latency), Consul check history,
+        # spans (none ingested: no data) and the unreachable Prometheus (a problem, no figures).
+        slo=(
+            SloConfig(service="legacy-billing", sli="probes", latency_ms=500),
+            SloConfig(service="payments", sli="checks", objective=99.0),
+            SloConfig(service="gateway", sli="spans"),
+            SloConfig(service="orders", sli="prometheus"),
+        ),
     )
     sources = {s.name: s for s in configured_sources(qd.config, qd.clock)}
     collector = sources["consul"].collector
     try:
         _pass(qd, sources["static"].collector)
+        assert not run_and_record(qd, qd.config.probes[0]).ok
         _pass(qd, collector)  # the full catalog
+        assert track_releases(qd).ok  # versions and the demo's releases keys
         consul.set_check("service:payments-2", "critical", "HTTP GET /healthz: 503")
         _pass(qd, collector)
         consul.enable_service_maintenance("orders-3", "canary paused")
@@ -292,6 +316,7 @@ def test_real_answers_of_every_documented_get_match_their_schemas(fleet_app, doc
     assert {"payments", "orders", "push", "legacy-billing"} <= set(names)
     client = app.test_client()
     auth = {"Authorization": f"Bearer {token}"}
+    report_id = _make_report_with_a_failed_delivery(app.extensions["quarterdeck"])
     examples = {
         "/api/v1/services": [
             "/api/v1/services",
@@ -304,9 +329,55 @@ def test_real_answers_of_every_documented_get_match_their_schemas(fleet_app, doc
         "/api/v1/services/{name}": [f"/api/v1/services/{n}" for n in names]
         + ["/api/v1/services/no-such-service"],
         "/api/v1/sources": ["/api/v1/sources"],
+        "/api/v1/jobs": ["/api/v1/jobs"],
         "/api/v1/push/connections": ["/api/v1/push/connections"],
+        "/api/v1/map": [
+            "/api/v1/map",
+            "/api/v1/map?service=orders&hops=2&compare=1h",
+            "/api/v1/map?unhealthy=true&limit=10",
+            "/api/v1/map?since=yesterday",
+            *each_parameter_once(document, "/api/v1/map"),
+        ],
+        # Filled answers are checked in tests/traces/test_traces_openapi.py.
+        "/api/v1/traces": ["/api/v1/traces", "/api/v1/traces?min_ms=x"],
+        "/api/v1/traces/{trace_id}": [f"/api/v1/traces/{'a' * 32}", "/api/v1/traces/xyz"],
         "/api/v1/openapi.json": ["/api/v1/openapi.json"],
+        "/api/v1/probes": [
+            "/api/v1/probes",
+            "/api/v1/probes?window_h=1&service=legacy-billing",
+            "/api/v1/probes?window_h=0",
+        ],
         "/readyz": ["/readyz"],
+        "/api/v1/idempotency/conflicts": [
+            "/api/v1/idempotency/conflicts",
+            "/api/v1/idempotency/conflicts?kind=nope",
+            *each_parameter_once(document, "/api/v1/idempotency/conflicts"),
+        ],
+        "/api/v1/audit": ["/api/v1/audit", "/api/v1/audit?since=yesterday"],
+        "/api/v1/palette": [
+            "/api/v1/palette",
+            "/api/v1/palette?q=pay",
+            "/api/v1/palette?q=orders&limit=5",
+            "/api/v1/palette?limit=0",
+        ],
+        # Filled answers are checked in tests/actions/test_runbooks_api.py.
+        "/api/v1/runbooks": ["/api/v1/runbooks"],
+        "/api/v1/rules": ["/api/v1/rules", "/api/v1/rules?limit=0"],
+        "/api/v1/rules/replay": ["/api/v1/rules/replay", "/api/v1/rules/replay?hours=999"],
+        "/api/v1/reports": [
+            "/api/v1/reports",
+            "/api/v1/reports?limit=x",
+            *each_parameter_once(document, "/api/v1/reports"),
+        ],
+        "/api/v1/reports/{report_id}": [f"/api/v1/reports/{report_id}", "/api/v1/reports/nope"],
+        "/api/v1/slo": ["/api/v1/slo", "/api/v1/slo?service=payments"],
+        "/api/v1/releases": [
+            "/api/v1/releases",
+            "/api/v1/releases?service=orders",
+            "/api/v1/releases?service=legacy-billing",
+            "/api/v1/releases?limit=x",
+            *each_parameter_once(document, "/api/v1/releases"),
+        ],
     }
     documented_gets = {p for p, item in document["paths"].items() if "get" in item}
     assert set(examples) == documented_gets, "give every documented GET an example request"
@@ -320,7 +391,7 @@ def test_real_answers_of_every_documented_get_match_their_schemas(fleet_app, doc
     assert statuses == {200, 400, 404}
     # The answers above covered what the schemas make optional or nullable.
     sources = {s["name"]: s for s in client.get("/api/v1/sources", headers=auth).json["sources"]}
-    assert {s["status"] for s in sources.values()} == {"error", "ok", "disabled", "stale"}
+    assert {s["status"] for s in sources.values()} == {"error", "ok", "stale"}
     assert sources["edge"]["status"] == "stale"  # configured, never collected yet
     assert sources["consul"]["error_kind"] == "unavailable"
     payments = client.get("/api/v1/services/payments", headers=auth).json
@@ -330,6 +401,25 @@ def test_real_answers_of_every_documented_get_match_their_schemas(fleet_app, doc
     assert any(i["maintenance"] for i in orders["instances"])
     push = client.get("/api/v1/services/push", headers=auth).json
     assert push["gone_at"] and all(i["health"] == "gone" for i in push["instances"])
+    slo = {s["service"]: s for s in client.get("/api/v1/slo", headers=auth).json["slo"]}
+    assert slo["legacy-billing"]["latency"] is not None and slo["payments"]["latency"] is None
+    assert slo["payments"]["burn_rate"]["1h"] is not None
+    assert slo["orders"]["problem"] and slo["gateway"]["state"] == "no_data"
+    releases = client.get("/api/v1/releases?service=orders", headers=auth).json
+    assert releases["comparison"] is not None
+    assert {r["kv_role"] for r in releases["releases"]} >= {"active", "previous"}
+
+
+def _make_report_with_a_failed_delivery(qd) -> str:
+    """A stored report whose webhook delivery failed once (its key variable is not set)."""
+    from app.config import ReportConfig
+    from app.reports.running import run_now
+
+    report = ReportConfig(
+        name="handoff", webhook_url="http://127.0.0.1:9/", webhook_secret_env="QD_UNSET_SECRET"
+    )
+    qd.config = qd.config.replace(reports=(report,))
+    return run_now(qd, "handoff")
 
 
 def test_a_disabled_trusted_header_user_gets_the_documented_403(fleet_app, make_qd, document):
@@ -340,7 +430,7 @@ def test_a_disabled_trusted_header_user_gets_the_documented_403(fleet_app, make_
         ensure_header_user(db, "mallory").disabled = True
     client = create_app(qd=qd).test_client()
     for path, item in document["paths"].items():
-        if item["get"].get("security") == []:
+        if "get" not in item or item["get"].get("security") == []:
             continue  # public: no caller to refuse
         url = path.replace("{name}", "payments")
         response = client.get(url, headers={"X-Remote-User": "mallory"})

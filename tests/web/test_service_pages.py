@@ -467,3 +467,11 @@ def test_the_overview_puts_the_worst_first_links_transitions_and_leaves_proxies_
     assert 'href="/services/orders"' in recent
     assert re.search(r'href="/services/orders#instance-\d+"', recent)
     assert "HTTP 503" in recent
+
+
+def test_a_strip_says_what_part_of_the_window_came_before_the_service_was_first_seen(pages):
+    qd, client = pages
+    # First seen 6 h ago: a quarter of the window is passing, the rest was never observed.
+    write(qd, NOW - timedelta(hours=6), service("fresh", instance("f-1", check("passing", "ok"))))
+    page = html_of(client, "/services/fresh")
+    assert re.search(r"Last 24 h: 2[45]% passing, 7[56]% before it was first seen", page)

@@ -10,11 +10,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, union_all
+from sqlalchemy import select, union_all
 from sqlalchemy.orm import Session
 
 from app.config import PrometheusConfig
-from app.models import Balancer, BalancerMember, BalancerRollup, Instance, Service
+from app.models import (
+    Balancer,
+    BalancerBackendRollup,
+    BalancerMember,
+    BalancerRollup,
+    Instance,
+    Service,
+)
 from app.queries.metrics import push_gauge_by_instance
 from app.queries.push.chart import (
     CHART_WINDOW,
@@ -39,6 +46,7 @@ from collectors.prometheus import PrometheusReader, push_connections_by_service
 balancers_t = Balancer.__table__
 members_t = BalancerMember.__table__
 rollups_t = BalancerRollup.__table__
+backend_rollups_t = BalancerBackendRollup.__table__
 instances_t = Instance.__table__
 services_t = Service.__table__
 
@@ -243,8 +251,9 @@ def read_rollup_series(
 ) -> dict[str, list[tuple[datetime, float]]]:
     """Connections per service per minute from the balancer rollups (the minute's last count).
 
-    A backend whose members all belong to one service (the usual pool) is summed in SQL; the
-    members of a backend shared by several services are read one by one.
+    A backend whose members all belong to one service (the usual pool) is read from its
+    per-minute sums (one row a minute, written with the servers' rows); the members of a
+    backend shared by several services are read one by one.
     """
     owners: dict[tuple[str, str], set[str]] = {}
     service_of_member: dict[tuple[str, str, str], str] = {}
@@ -265,13 +274,11 @@ def read_rollup_series(
     if pools:
         rows = db.execute(
             select(
-                rollups_t.c.balancer,
-                rollups_t.c.backend,
-                rollups_t.c.minute_at,
-                func.sum(rollups_t.c.sessions_last),
-            )
-            .where(rollups_t.c.minute_at >= since, rollups_t.c.backend != "")
-            .group_by(rollups_t.c.balancer, rollups_t.c.backend, rollups_t.c.minute_at)
+                backend_rollups_t.c.balancer,
+                backend_rollups_t.c.backend,
+                backend_rollups_t.c.minute_at,
+                backend_rollups_t.c.sessions_last,
+            ).where(backend_rollups_t.c.minute_at >= since)
         )
         for balancer, backend, minute_at, total in rows:
             add(pools.get((balancer, backend)), minute_at, total)

@@ -1,0 +1,1 @@
+"""Running several `quarterdeck serve` replicas: one leader runs the jobs, all serve pages."""

@@ -1,0 +1,1 @@
+"""The on-call handoff report: its figures, its HTML and CSV, storing and delivering it."""

@@ -1,0 +1,1 @@
+"""Runbooks: named multi-step procedures from a YAML file, planned and audited as one."""
