@@ -22,6 +22,7 @@ from app.actions.running import (
     entry_json,
     plan_action,
 )
+from app.actions.services import SERVICE_ACTIONS, parse_service_params
 from app.actions.steps import ActionRefused, Adapter, Step, StepResult, execute_steps
 from app.context import Quarterdeck
 from app.runbooks.book import Runbook, RunbookStep
@@ -177,10 +178,13 @@ def plan_runbook(
         part = PlannedPart(number, step)
         if step.kind == "action":
             params = dict(step.params)
-            if force:
+            if force and step.action not in SERVICE_ACTIONS:
                 params["force"] = True
-            request = ActionRequest(step.action, service, instance, params, reason)
             try:
+                if step.action in SERVICE_ACTIONS:
+                    # As the API does: defaults filled in, a degrade's `until` counted from now.
+                    params = parse_service_params(step.action, params, qd.clock())
+                request = ActionRequest(step.action, service, instance, params, reason)
                 planned = plan_action(qd, adapters, request)
             except ActionRefused as exc:
                 if exc.code != "nothing_to_change" or not step.only:
