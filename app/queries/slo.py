@@ -13,9 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Config, SloConfig
+from app.models import ProbeState
 from app.queries.slo_events import Events, check_events, probe_events, span_events
 from app.queries.sources import iso
 from collectors.base import SourceUnavailable
@@ -255,23 +257,44 @@ def burning_services(db: Session, now: datetime, params, config: Config, prometh
 
     `params["severity"]`: "fast" (the default) matches fast burns only; "slow" matches both.
     Evidence: the state, each objective's firing alerts with their burn rates, the budget left,
-    and `sources` (the SLI it was read from).
+    the `sli`, and what must be fresh to act on it: `sources` (collector sources the SLI was
+    read from) and `stale` (the service's probes whose last result is too old).
     """
     wanted = ("fast",) if params.get("severity", "fast") == "fast" else ("fast", "slow")
     found = {}
     for state in slo_states(db, config, now, prometheus=prometheus):
         if state.alert not in wanted:
             continue
+        slo = state.config
         objectives = [state.availability] + ([state.latency] if state.latency else [])
-        found[state.config.service] = {
+        found[slo.service] = {
             "state": state.alert,
             "alerts": [
                 {"objective": o.kind, **a} for o in objectives for a in o.alerts if a["firing"]
             ],
             "error_budget_left": state.availability.error_budget_left,
-            "sources": [state.config.sli],
+            "sli": slo.sli,
+            "sources": _sli_sources(slo.sli, config),
+            "stale": _stale_probes(db, slo.service, now) if slo.sli == "probes" else [],
         }
     return found
+
+
+def _sli_sources(sli: str, config: Config) -> list[str]:
+    """The collector sources an SLI reads; spans and probes are not collector sources."""
+    if sli == "prometheus":
+        return ["prometheus"]
+    if sli == "checks" and config.consul is not None:
+        return ["consul"]
+    return []
+
+
+def _stale_probes(db: Session, service: str, now: datetime) -> list[str]:
+    old = select(ProbeState.name).where(
+        ProbeState.service == service, ProbeState.fresh_until_at < now
+    )
+    rows = db.scalars(old)
+    return [f"probe {name}" for name in sorted(rows)]
 
 
 def _objective_json(found: Objective) -> dict:

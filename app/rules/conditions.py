@@ -3,7 +3,7 @@
 A condition answers "which targets is this true of now, and on what evidence" in a query or
 two, never one per service, so a cycle over thousands of services stays cheap. Each can also
 say over which stretches of stored history it held (for the 24-hour dry run). Another domain
-(SLO burn, say) adds one with `register_rule_condition`.
+adds one with `register_rule_condition` (the SLO burn at the end wraps app.queries.slo).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from app.models import (
     ServiceRedFigure,
     SpanRedMinute,
 )
+from app.queries.slo import burning_services
+from collectors.prometheus import PrometheusReader
 
 Found = dict[str, dict[str, Any]]  # target -> evidence ("sources": names it was read from)
 History = Callable[..., "list[Interval] | None"]  # (db, start, end, params, config)
@@ -375,5 +377,40 @@ register_rule_condition(
         _probe_failing,
         _params_check({"probe": str}),
         _probe_history,
+    )
+)
+
+
+# -- an SLO burning its error budget too fast ----------------------------------------------------
+
+
+def _slo_burn(db: Session, now: datetime, params, config: Config) -> Found:
+    reader = None
+    if config.prometheus is not None and any(s.sli == "prometheus" for s in config.slo):
+        reader = PrometheusReader(config.prometheus.url, config.prometheus.timeout_s)
+    try:
+        return burning_services(db, now, params, config, prometheus=reader)
+    finally:
+        if reader is not None:
+            reader.close()
+
+
+def _slo_burn_params(params: Mapping[str, Any]) -> str | None:
+    problem = _params_check({"severity": str})(params)
+    if problem is None and params.get("severity", "fast") not in ("fast", "slow"):
+        return "severity must be fast or slow"
+    return problem
+
+
+register_rule_condition(
+    RuleCondition(
+        "slo_burn",
+        "service",
+        "a service's SLO burning its error budget: a multi-window burn-rate alert holds "
+        '(`severity` "fast", the default, or "slow" for either)',
+        _slo_burn,
+        _slo_burn_params,
+        history_note="burn rates are not stored: each moment would be judged again over windows "
+        "up to the SLO's own, so slo_burn is not replayed",
     )
 )

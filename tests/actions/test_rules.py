@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -16,7 +17,7 @@ from app.actions.running import undo_action
 from app.actions.steps import ActionRefused
 from app.collection.registry import configured_sources
 from app.collection.runner import run_pass
-from app.config import AutomationConfig, RuleConfig
+from app.config import AutomationConfig, RuleConfig, SloConfig
 from app.models import RuleProposal, RuleState
 from app.rules.evaluation import evaluate_rules
 from app.rules.proposals import approve_proposal, dismiss_proposal
@@ -29,6 +30,16 @@ runbooks:
     steps:
       - check: other_instances_healthy
       - action: drain
+"""
+
+
+SHED_BOOK = """
+runbooks:
+  shed-load:
+    target: service
+    steps:
+      - action: degrade
+        params: {features_off: [recommendations]}
 """
 
 
@@ -56,6 +67,27 @@ def fail(fleet, instance: str = "web-1") -> None:
         service_id=instance,
     )  # fmt: skip
     fleet.collect()
+
+
+def configure_slo_burn(fleet, mode: str) -> None:
+    """web's SLO: 99 % of instance-seconds passing; a rule sheds load when it burns fast."""
+    fleet.qd.config = fleet.qd.config.replace(
+        runbook_book=parse_runbooks(SHED_BOOK, "rb.yaml"),
+        slo=(SloConfig(service="web", objective=99.0, sli="checks"),),
+        rules=(
+            RuleConfig(
+                name="web-burning", when="slo_burn", runbook="shed-load", mode=mode, for_s=0
+            ),
+        ),  # fmt: skip
+    )
+
+
+def burn_for_ten_minutes(fleet) -> None:
+    """web-1 critical in Consul for ten minutes: half of web's instance-seconds are bad."""
+    fail(fleet)
+    later = fleet.qd.clock() + timedelta(minutes=10)
+    fleet.qd.clock = lambda: later
+    fleet.collect()  # Consul fresh at the later time
 
 
 def decisions(fleet) -> list[tuple[str, str, str]]:
@@ -232,3 +264,38 @@ def test_a_proposal_is_sent_to_the_webhook_as_json(fleet, monkeypatch):
     assert body["proposal"]["target"] == "web/web-1"
     with fleet.qd.store.session() as db:
         assert db.query(RuleProposal).one().delivery == "sent: HTTP 204"
+
+
+def test_a_slo_burn_rule_proposes_while_the_slo_burns_fast_and_not_while_it_does_not(fleet):
+    configure_slo_burn(fleet, "propose")
+    assert evaluate_rules(fleet.qd) == {}  # every instance passing: no budget spent
+    assert decisions(fleet) == []
+
+    burn_for_ten_minutes(fleet)
+
+    assert evaluate_rules(fleet.qd) == {"proposed": 1}
+    with fleet.qd.store.session() as db:
+        proposal = db.query(RuleProposal).one()
+        assert (proposal.target, proposal.runbook) == ("web", "shed-load")
+        evidence = proposal.evidence
+    assert (evidence["state"], evidence["sli"], evidence["sources"]) == ("fast", "checks",
+                                                                          ["consul"])  # fmt: skip
+    # A bad ratio near 0.5 against a 1 % budget burns about 50 times over: every alert holds.
+    assert [a["long"] for a in evidence["alerts"]] == ["1h", "6h", "1d", "3d"]
+    assert evidence["alerts"][0]["burn_short"] > 14.4
+    assert evidence["error_budget_left"] == 0.0
+    assert decisions(fleet) == [("rule", "web", "proposed")]
+    assert fleet.kv("quarterdeck/degrade/web") is None  # nothing ran
+
+
+def test_an_auto_slo_burn_rule_degrades_the_burning_service(fleet):
+    configure_slo_burn(fleet, "auto")
+    burn_for_ten_minutes(fleet)
+
+    assert evaluate_rules(fleet.qd) == {"ran": 1}
+
+    assert fleet.kv("quarterdeck/degrade/web")["features_off"] == ["recommendations"]
+    with fleet.qd.store.session() as db:
+        entry = list_entries(db)[0][0]
+    assert (entry.actor, entry.action, entry.target) == ("rule:web-burning", "runbook", "web")
+    assert entry.params["evidence"]["state"] == "fast"

@@ -84,6 +84,9 @@ def test_a_missing_runbook_file_is_named(tmp_path):
          "mode must be one of propose, auto, dry-run"),
         ('when = "error_ratio_above"\nrunbook = "evacuate"\nparams = {threshold = 5}',
          "threshold must be a ratio"),
+        ('when = "slo_burn"\nrunbook = "evacuate"\nparams = {severity = "page"}',
+         "severity must be fast or slow"),
+        ('when = "slo_burn"\nrunbook = "evacuate"', "slo_burn names services, but runbook"),
     ],
 )  # fmt: skip
 def test_a_bad_rule_is_a_start_up_error_naming_it(tmp_path, rule, says):
@@ -119,3 +122,16 @@ def test_the_documented_rules_and_automation_examples_load(tmp_path):
 
     assert [r.mode for r in loaded.rules] == ["propose", "auto"]
     assert loaded.automation.webhook_token_env == "QUARTERDECK_WEBHOOK_TOKEN"
+
+
+def test_the_documented_slo_burn_rule_loads_with_a_service_runbook(tmp_path):
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    section = docs.split("### `[[rules]]`", 1)[1]
+    example = section.split("```toml\n")[2].split("```", 1)[0]
+    shed = "  degrade-orders:\n    target: service\n    steps:\n      - action: degrade\n"
+
+    loaded = load_config(write(tmp_path, GOOD + shed, example))
+
+    (rule,) = loaded.rules
+    assert (rule.when, rule.params, rule.runbook) == ("slo_burn", {"severity": "fast"},
+                                                      "degrade-orders")  # fmt: skip

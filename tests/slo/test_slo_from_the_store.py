@@ -210,7 +210,9 @@ def test_burning_services_names_the_slow_burn_only_when_asked_for_it(make_qd):
         assert burning_services(db, NOW, {}, qd.config) == {}  # fast only: none
         found = burning_services(db, NOW, {"severity": "slow"}, qd.config)
     evidence = found["orders"]
-    assert evidence["state"] == "slow" and evidence["sources"] == ["probes"]
+    assert evidence["state"] == "slow" and evidence["sli"] == "probes"
+    # Probes are no collector source; the probe's own freshness is what a rule checks.
+    assert (evidence["sources"], evidence["stale"]) == ([], [])
     # availability 1d/2h (3.33 > 3) and 3d/6h (3.33 > 1); latency 3d/6h (2 > 1).
     assert [(a["objective"], a["long"]) for a in evidence["alerts"]] == [
         ("availability", "1d"), ("availability", "3d"), ("latency", "3d"),
