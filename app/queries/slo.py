@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -21,7 +22,7 @@ from app.models import ProbeState
 from app.queries.slo_events import Events, check_events, probe_events, span_events
 from app.queries.sources import iso
 from collectors.base import SourceUnavailable
-from collectors.prometheus import fill_template
+from collectors.prometheus import PrometheusReader, fill_template
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,23 @@ def slo_states(
             latency = judge_objective("latency", slo.latency_objective, window, ratios)
         states.append(SloState(slo, availability, latency, problems.get(slo.sli, "")))
     return states
+
+
+@contextmanager
+def slo_prometheus(
+    config: Config, services: Sequence[str] | None = None
+) -> Iterator[PrometheusReader | None]:
+    """A Prometheus reader while a chosen SLO reads sli = "prometheus", else None; closed after."""
+    chosen = [s for s in config.slo if services is None or s.service in services]
+    prom = config.prometheus
+    reader = None
+    if prom is not None and any(s.sli == "prometheus" for s in chosen):
+        reader = PrometheusReader(prom.url, prom.timeout_s)
+    try:
+        yield reader
+    finally:
+        if reader is not None:
+            reader.close()
 
 
 def _reader(db: Session, config: Config, sli: str, latency_ms: float, prometheus) -> EventReader:

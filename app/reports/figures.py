@@ -1,7 +1,8 @@
 """Every figure of a handoff report over one period, as plain JSON-ready values.
 
 Each section reads the store once over [start_at, end_at); nothing is sampled or estimated,
-so a test can seed rows with known numbers and find them again in the report.
+so a test can seed rows with known numbers and find them again in the report. The SLO
+section is each SLO judged at the period's end over its own window (app.queries.slo).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from app.config import ReportConfig
+from app.config import Config, ReportConfig
 from app.models import AuditEntry, BalancerBackendRollup, BalancerRollup, Span
 from app.models.traces import STATUS_ERROR
 from app.queries.idempotency import ConflictFilters, datetime_to_ms, read_counts, read_top_keys
+from app.queries.slo import ALERT_STATES, Objective, slo_prometheus, slo_states
 from app.queries.sources import iso
 from app.reports.availability import health_figures, one_line, probe_figures
 
@@ -22,9 +24,13 @@ from app.reports.availability import health_figures, one_line, probe_figures
 CHART_BARS = 48
 # Audit rows listed in the report; the CSV and the counts have them all.
 ACTIONS_LISTED = 100
+# The burn-rate windows an SLO row shows, as the Overview's SLO card does.
+SLO_BURN_WINDOWS = ("1h", "6h", "3d")
 
 
-def build_figures(db: Session, report: ReportConfig, start_at: datetime, end_at: datetime) -> dict:
+def build_figures(
+    db: Session, config: Config, report: ReportConfig, start_at: datetime, end_at: datetime
+) -> dict:
     """Compute every section of the report for [start_at, end_at)."""
     health, health_incidents = health_figures(db, start_at, end_at)
     probes, probe_incidents = probe_figures(db, start_at, end_at)
@@ -48,6 +54,7 @@ def build_figures(db: Session, report: ReportConfig, start_at: datetime, end_at:
     conflicts = _conflicts(db, start_at, end_at, report.top)
     push = _push(db, start_at, end_at)
     slowest = _slowest_operations(db, start_at, end_at, report.top)
+    slo = _slo(db, config, end_at)
     observed = [r for r in availability if r["availability"] is not None]
     fleet = (
         sum(r["availability"] * r["observed_s"] for r in observed)
@@ -71,6 +78,7 @@ def build_figures(db: Session, report: ReportConfig, start_at: datetime, end_at:
             "actions": actions["total"],
             "conflicts": conflicts["total"],
             "push_peak": push["total_peak"]["connections"] if push["total_peak"] else None,
+            "slo_burning": sum(1 for r in slo if r["state"] in ("fast", "slow")) if slo else None,
         },
         "availability": availability,
         "incidents": incidents,
@@ -78,6 +86,55 @@ def build_figures(db: Session, report: ReportConfig, start_at: datetime, end_at:
         "conflicts": conflicts,
         "push": push,
         "slowest_operations": slowest,
+        "slo": slo,
+    }
+
+
+def _slo(db: Session, config: Config, end_at: datetime) -> list[dict]:
+    """Each SLO at the period's end: budget left, burn state and rates; burning first."""
+    with slo_prometheus(config) as reader:
+        states = slo_states(db, config, end_at, prometheus=reader)
+    rows = []
+    for state in states:
+        slo = state.config
+        latency = None
+        if state.latency is not None:
+            latency = {"threshold_ms": slo.latency_ms, **_objective(state.latency)}
+        rows.append(
+            {
+                "service": slo.service,
+                "sli": slo.sli,
+                "window_d": slo.window_d,
+                "state": state.alert,
+                "availability": _objective(state.availability),
+                "latency": latency,
+                "problem": state.problem,
+            }
+        )
+
+    def least_left(row: dict) -> float | None:
+        lefts = [o["error_budget_left"] for o in (row["availability"], row["latency"]) if o]
+        known = [left for left in lefts if left is not None]
+        return min(known) if known else None
+
+    rows.sort(
+        key=lambda r: (
+            ALERT_STATES.index(r["state"]),
+            least_left(r) is None,
+            least_left(r) or 0,
+            r["service"],
+        )
+    )
+    return rows
+
+
+def _objective(found: Objective) -> dict:
+    return {
+        "objective": found.objective,
+        "error_budget_left": found.error_budget_left,
+        "budget_spent": found.budget_spent,
+        "state": found.alert,
+        "burn_rate": {w: found.burn_rate.get(w) for w in SLO_BURN_WINDOWS},
     }
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from app.reports.figures import SLO_BURN_WINDOWS
+
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
 # Colours of the states, picked to read on white in every mail client (no CSS variables there).
@@ -68,8 +70,33 @@ def _availability_colour(value: float | None) -> str:
     return COLOURS["critical"]
 
 
-_environment.filters.update(percent=_percent, duration=_duration, when=_when)
-_environment.globals.update(colours=COLOURS, availability_colour=_availability_colour)
+# An SLO's state as the report says it (the UI's slo_badge words) and its colour.
+SLO_STATES = {
+    "fast": "fast burn",
+    "slow": "slow burn",
+    "ok": "within budget",
+    "no_data": "no data",
+}
+SLO_COLOURS = {
+    "fast": COLOURS["critical"],
+    "slow": COLOURS["warning"],
+    "ok": COLOURS["passing"],
+    "no_data": COLOURS["none"],
+}
+
+
+def _burn(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}×"
+
+
+_environment.filters.update(percent=_percent, duration=_duration, when=_when, burn=_burn)
+_environment.globals.update(
+    colours=COLOURS,
+    availability_colour=_availability_colour,
+    slo_states=SLO_STATES,
+    slo_colours=SLO_COLOURS,
+    slo_windows=SLO_BURN_WINDOWS,
+)
 
 
 # Rows the HTML lists at most per table, so a mail stays readable (and under the size past
@@ -113,8 +140,19 @@ def render_text(figures: dict, *, title: str, link: str = "") -> str:
         f"Actions taken: {s['actions']}",
         f"Idempotency conflicts: {s['conflicts']}",
         f"Push-connection peak: {s['push_peak'] if s['push_peak'] is not None else 'no data'}",
-        "",
     ]
+    # A report stored before the SLO section was added has none, and may still be delivered.
+    slo = figures.get("slo", [])
+    if slo:
+        lines.append(f"SLOs burning: {s['slo_burning']} of {len(slo)}")
+    lines.append("")
+    burning = [r for r in slo if r["state"] in ("fast", "slow")]
+    for r in burning:
+        left = r["availability"]["error_budget_left"]
+        lines.append(f"- {r['service']} SLO: {SLO_STATES[r['state']]}, "
+                     f"{_percent(left, 1)} of the error budget left")  # fmt: skip
+    if burning:
+        lines.append("")
     for incident in figures["incidents"][:20]:
         cause = incident["cause"]
         end = _when(incident["end_at"]) if incident["end_at"] else "ongoing"
@@ -176,7 +214,25 @@ def render_csv(figures: dict) -> str:
     for o in figures["slowest_operations"]:
         w.writerow(["operation", o["service"], o["operation"], o["count"], o["errors"],
                     o["mean_ms"], o["p95_ms"], o["max_ms"], o["slowest_trace_id"]])  # fmt: skip
+    w.writerow([])
+    w.writerow(["section", "service", "objective_kind", "sli", "window_d", "objective",
+                "error_budget_left", "budget_spent", "state",
+                *(f"burn_{window}" for window in SLO_BURN_WINDOWS), "threshold_ms",
+                "problem"])  # fmt: skip
+    for r in figures["slo"]:
+        for kind, o in (("availability", r["availability"]), ("latency", r["latency"])):
+            if o is None:
+                continue
+            threshold = f"{o['threshold_ms']:g}" if kind == "latency" else ""
+            w.writerow(["slo", r["service"], kind, r["sli"], r["window_d"], o["objective"],
+                        _ratio(o["error_budget_left"]), _ratio(o["budget_spent"]), o["state"],
+                        *(_ratio(o["burn_rate"][window], 3) for window in SLO_BURN_WINDOWS),
+                        threshold, r["problem"]])  # fmt: skip
     return _defuse_formulas(out.getvalue())
+
+
+def _ratio(value: float | None, digits: int = 6) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
 
 
 def _defuse_formulas(text: str) -> str:

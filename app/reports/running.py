@@ -67,7 +67,7 @@ def make_report(
     start_at = end_at - timedelta(hours=report.period_h)
     began = time.perf_counter()
     with qd.store.session() as db:
-        figures = build_figures(db, report, start_at, end_at)
+        figures = build_figures(db, qd.config, report, start_at, end_at)
     title = title_of(report, end_at)
     html = render_html(figures, title=title)
     csv = render_csv(figures)

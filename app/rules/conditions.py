@@ -29,8 +29,7 @@ from app.models import (
     ServiceRedFigure,
     SpanRedMinute,
 )
-from app.queries.slo import burning_services
-from collectors.prometheus import PrometheusReader
+from app.queries.slo import burning_services, slo_prometheus
 
 Found = dict[str, dict[str, Any]]  # target -> evidence ("sources": names it was read from)
 History = Callable[..., "list[Interval] | None"]  # (db, start, end, params, config)
@@ -385,14 +384,8 @@ register_rule_condition(
 
 
 def _slo_burn(db: Session, now: datetime, params, config: Config) -> Found:
-    reader = None
-    if config.prometheus is not None and any(s.sli == "prometheus" for s in config.slo):
-        reader = PrometheusReader(config.prometheus.url, config.prometheus.timeout_s)
-    try:
+    with slo_prometheus(config) as reader:
         return burning_services(db, now, params, config, prometheus=reader)
-    finally:
-        if reader is not None:
-            reader.close()
 
 
 def _slo_burn_params(params: Mapping[str, Any]) -> str | None:

@@ -9,9 +9,8 @@ from sqlalchemy.orm import Session
 
 from app.auth.access import require
 from app.context import Quarterdeck
-from app.queries.slo import SloState, slo_json, slo_states
+from app.queries.slo import SloState, slo_json, slo_prometheus, slo_states
 from app.views.common import qd
-from collectors.prometheus import PrometheusReader
 
 api_bp = Blueprint("slo_api", __name__, url_prefix="/api/v1")
 
@@ -20,16 +19,8 @@ def current_slo(
     ctx: Quarterdeck, db: Session, services: Sequence[str] | None = None
 ) -> list[SloState]:
     """Judge the configured SLOs now, asking Prometheus only when one of them reads it."""
-    chosen = [s for s in ctx.config.slo if services is None or s.service in services]
-    prom = ctx.config.prometheus
-    reader = None
-    if prom is not None and any(s.sli == "prometheus" for s in chosen):
-        reader = PrometheusReader(prom.url, prom.timeout_s)
-    try:
+    with slo_prometheus(ctx.config, services) as reader:
         return slo_states(db, ctx.config, ctx.clock(), services=services, prometheus=reader)
-    finally:
-        if reader is not None:
-            reader.close()
 
 
 @api_bp.get("/slo")

@@ -1,5 +1,6 @@
 """A report's figures are the seeded data's own numbers: availability, incidents, actions,
-conflicts, push peaks and slowest operations, in the stored report, its HTML and its CSV."""
+conflicts, push peaks, slowest operations and SLO budgets, in the stored report, its HTML and
+its CSV."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import re
 
 import pytest
 
-from app.config import ReportConfig
+from app.config import ReportConfig, SloConfig
 from app.models import ReportRow
-from app.reports.render import render_csv, render_html
+from app.reports.render import render_csv, render_html, render_text
 from app.reports.running import make_report
 from tests.reports.conftest import END, START, XSS_OUTPUT, XSS_SERVICE, seed_known_period
 
@@ -205,3 +206,92 @@ def test_a_fleet_name_that_a_spreadsheet_would_run_is_defused_in_the_csv(report)
     ]
     rows = [r for r in csv.reader(io.StringIO(render_csv(figures))) if r[:1] == ["availability"]]
     assert [r[1] for r in rows] == ['\'=HYPERLINK("http://x")', "'-2+3", "-1.5"]
+
+
+@pytest.fixture
+def slo_report(qd):
+    """The seeded day reported on with three SLOs: gateway, orders (with latency) and XSS."""
+    seed_known_period(qd.store)
+    qd.clock = lambda: END
+    qd.config = qd.config.replace(
+        reports=(ReportConfig(name="handoff"),),
+        slo=(
+            SloConfig(service="orders", objective=95.0, window_d=1, sli="probes",
+                      latency_ms=10, latency_objective=95.0),
+            SloConfig(service="gateway", objective=99.0, window_d=1, sli="checks"),
+            SloConfig(service=XSS_SERVICE, objective=99.0, window_d=1, sli="checks"),
+        ),
+    )  # fmt: skip
+    report_id = make_report(qd, qd.config.reports[0], "cli")
+    with qd.store.session() as db:
+        return db.get(ReportRow, report_id)
+
+
+def test_a_report_without_slos_has_an_empty_slo_section(report):
+    assert report.figures["slo"] == []
+    assert report.figures["summary"]["slo_burning"] is None
+    assert 'id="slo"' not in report.html
+
+
+def test_the_slo_section_has_each_budget_left_and_burn_state_at_the_periods_end(slo_report):
+    rows = {r["service"]: r for r in slo_report.figures["slo"]}
+    # Burning first, then the least budget left of either objective (orders' latency: none).
+    assert [r["service"] for r in slo_report.figures["slo"]] == ["gateway", "orders", XSS_SERVICE]
+    # gateway: critical 23:00 to the end. Over the day 3600 of 86400 s bad against a 1 %
+    # budget: spent 4.17 times over; over the last hour all of it (burn 100): a fast burn.
+    gateway = rows["gateway"]
+    assert (gateway["state"], gateway["sli"], gateway["window_d"]) == ("fast", "checks", 1)
+    assert gateway["availability"]["error_budget_left"] == 0.0
+    assert gateway["availability"]["budget_spent"] == pytest.approx(3600 / DAY / 0.01)
+    assert gateway["availability"]["burn_rate"] == {
+        "1h": pytest.approx(100), "6h": pytest.approx(100 / 6), "3d": pytest.approx(100 / 72),
+    }  # fmt: skip
+    assert gateway["latency"] is None
+    # orders: probe runs every 10 min from 00:00 to 16:30; the one at 00:00 is on the day's
+    # edge (a window is (end - span, end]): 3 of 99 failed over the day, against 5 %.
+    orders = rows["orders"]
+    assert orders["state"] == "ok"
+    assert orders["availability"]["error_budget_left"] == pytest.approx(1 - 3 / 99 / 0.05)
+    assert orders["availability"]["burn_rate"]["1h"] is None  # no run in the last hours
+    # Over 3 days: the 100 runs and the failed one of 22:00 the day before, 4 of 101 bad.
+    assert orders["availability"]["burn_rate"]["3d"] == pytest.approx(4 / 101 / 0.05)
+    # Every run of the day took 12 ms: all slower than 10 ms, the latency budget is spent.
+    assert orders["latency"]["threshold_ms"] == 10
+    assert orders["latency"]["error_budget_left"] == 0.0
+    assert orders["latency"]["state"] == "ok"  # spent, but not burning now: no recent run
+    # 60 s critical of the day against 1 %.
+    assert rows[XSS_SERVICE]["availability"]["error_budget_left"] == pytest.approx(
+        1 - 60 / DAY / 0.01
+    )
+    assert slo_report.figures["summary"]["slo_burning"] == 1
+
+
+def test_the_slo_section_is_in_the_html_the_csv_and_the_text(slo_report):
+    html = slo_report.html
+    section = html.split('id="slo"', 1)[1].split("<h2", 1)[0]
+    assert re.findall(r'data-slo="([^"]+)" data-objective="(\w+)"', section) == [
+        ("gateway", "availability"),
+        ("orders", "availability"),
+        ("orders", "latency"),
+        ("&lt;script&gt;alert(&#39;svc&#39;)&lt;/script&gt;", "availability"),
+    ]
+    assert "fast burn" in section and "within budget" in section
+    assert "39.4%" in section  # orders: 1 - (3/99)/0.05 left
+    assert "100.0×" in section and "—" in section  # gateway's 1 h burn; orders' has no runs
+    assert "95% under 10 ms" in section
+    assert XSS_SERVICE not in html
+    assert 'data-summary="SLOs burning"' in html
+
+    rows = [r for r in csv.reader(io.StringIO(slo_report.csv)) if r[:1] == ["slo"]]
+    assert [(r[1], r[2]) for r in rows] == [
+        ("gateway", "availability"), ("orders", "availability"), ("orders", "latency"),
+        (XSS_SERVICE, "availability"),
+    ]  # fmt: skip
+    gateway = rows[0]
+    assert gateway[3:12] == ["checks", "1", "99.0", "0.000000", f"{3600 / DAY / 0.01:.6f}",
+                             "fast", "100.000", f"{100 / 6:.3f}", f"{100 / 72:.3f}"]  # fmt: skip
+    assert rows[2][12] == "10"  # the latency threshold
+
+    text = render_text(slo_report.figures, title="t")
+    assert "SLOs burning: 1 of 3" in text
+    assert "- gateway SLO: fast burn, 0.0% of the error budget left" in text
