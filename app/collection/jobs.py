@@ -184,7 +184,7 @@ def declared_jobs(qd: Quarterdeck) -> list[Job]:
 
 
 def prune_store(qd: Quarterdeck) -> dict[str, int]:
-    """Apply `[retention]` to samples, transitions and span RED minutes."""
+    """Apply `[retention]` to samples, transitions, span RED minutes and the audit trail."""
     with qd.store.session(write=True) as db:
         removed = prune(db, qd.config.retention, qd.clock())
         removed["span_red_minutes"] = prune_span_red(db, qd.config.retention.spans_h, qd.clock())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -9,7 +10,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.models import ActionLock, ActionRequestKey, AuditEntry
+from app.models import ActionLock, ActionRequestKey, AuditEntry, RuleProposal
 
 
 def add_entry(db: Session, **fields: Any) -> AuditEntry:
@@ -245,3 +246,80 @@ def forget_request_key(store, actor: str, key: str) -> None:
                 ActionRequestKey.actor == actor, ActionRequestKey.key == key
             )
         )
+
+
+# Rows of one DELETE ... WHERE id IN (...), well under every driver's parameter limit.
+_DELETE_CHUNK = 500
+
+
+def prune_audit(db: Session, before: datetime) -> int:
+    """Delete the entries started before `before` that nothing needs; return how many went.
+
+    Kept whatever their age (docs/configuration.md, `[retention] audit_d`): an entry still
+    running or awaiting approval; one a lock or a rule proposal names; one whose change may
+    still be in force (it changed something that no undo reversed and no later entry changed
+    since, so its undo is still offered); and, with a kept entry, the entry it is the undo
+    of and the undos of it (so "undone" stays true).
+    """
+    old = db.execute(
+        select(AuditEntry.id, AuditEntry.at, AuditEntry.status, AuditEntry.steps).where(
+            AuditEntry.at < before
+        )
+    ).all()
+    if not old:
+        return 0
+    needed = {row.id for row in old if row.status in ("running", "awaiting_approval")}
+    needed |= set(db.scalars(select(ActionLock.audit_id)))
+    needed |= set(
+        db.scalars(select(RuleProposal.audit_id).where(RuleProposal.audit_id.isnot(None)))
+    )
+    undone = set(
+        db.scalars(
+            select(AuditEntry.undo_of).where(
+                AuditEntry.undo_of.isnot(None), AuditEntry.status.in_(("done", "running"))
+            )
+        )
+    )
+    # When each thing an action changed (source, target, field) was last changed, by anyone.
+    last_changed: dict[tuple[str, str, str], datetime] = {}
+    recent = db.execute(select(AuditEntry.at, AuditEntry.steps).where(AuditEntry.at >= before))
+    for at, steps in [*((row.at, row.steps) for row in old), *recent]:
+        for key in _changed(steps):
+            if key not in last_changed or at > last_changed[key]:
+                last_changed[key] = at
+    for row in old:
+        changed = _changed(row.steps)
+        if row.id not in undone and any(last_changed[key] <= row.at for key in changed):
+            needed.add(row.id)
+    # An undo names what it reversed, and says that it is undone: the two stay together.
+    undo_of = {
+        row.id: row.undo_of
+        for row in db.execute(
+            select(AuditEntry.id, AuditEntry.undo_of).where(AuditEntry.undo_of.isnot(None))
+        )
+    }
+    old_ids = {row.id for row in old}
+    kept = (set(undo_of) - old_ids) | needed
+    while True:
+        more = {undo_of[i] for i in kept if i in undo_of}
+        more |= {i for i, reversed_id in undo_of.items() if reversed_id in kept}
+        more -= kept
+        if not more:
+            break
+        kept |= more
+    gone = sorted(old_ids - kept)
+    for start in range(0, len(gone), _DELETE_CHUNK):
+        db.execute(delete(AuditEntry).where(AuditEntry.id.in_(gone[start : start + _DELETE_CHUNK])))
+    return len(gone)
+
+
+def _changed(steps: list | None) -> set[tuple[str, str, str]]:
+    """What the steps changed in a source, as (source, target, field); waits change nothing."""
+    found = set()
+    for step in steps or []:
+        if not step.get("changed") or step.get("kind") == "wait":
+            continue
+        target = json.dumps(step.get("target"), sort_keys=True)
+        for name in step.get("set") or {}:
+            found.add((step.get("source", ""), target, name))
+    return found

@@ -18,6 +18,7 @@ from app.models import (
     ProbeTransition,
     Sample,
 )
+from app.store.audit import prune_audit
 
 # Run records only explain recent collection; a week is plenty for that.
 COLLECTOR_RUNS_DAYS = 7
@@ -75,4 +76,7 @@ def prune(session: Session, retention: RetentionConfig, now: datetime) -> dict[s
         cutoff_ms = int((now - timedelta(days=retention.idempotency_d)).timestamp() * 1000)
         result = session.execute(delete(IdemEventRow).where(IdemEventRow.at_ms < cutoff_ms))
         removed["idem_events"] = result.rowcount or 0
+    if retention.audit_d:
+        # Not by age alone: an entry a change still in force or another row needs stays.
+        removed["audit_entries"] = prune_audit(session, now - timedelta(days=retention.audit_d))
     return removed
