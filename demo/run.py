@@ -10,6 +10,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from app.config import Config, load_config
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 DEMO_ADMIN = "admin"
 CONFIG_NAME = "quarterdeck.toml"
 RUNBOOKS_NAME = "runbooks.yaml"
-# The demo's runbooks and one rule that only proposes: an operator approves (docs/runbooks.md).
+# The demo's runbooks and two rules that only propose: an operator approves (docs/runbooks.md).
 DEMO_RUNBOOKS = """\
 runbooks:
   evacuate:
@@ -38,6 +39,11 @@ runbooks:
     description: Put a drained instance back everywhere
     steps:
       - action: ready
+  roll-back:
+    description: Send the service's traffic back to its previous release
+    target: service
+    steps:
+      - action: rollback
 """
 DEMO_RULES = """
 [runbooks]
@@ -49,6 +55,13 @@ when = "instance_critical_with_traffic"
 for_s = 30
 runbook = "evacuate"
 mode = "propose"
+
+[[rules]]
+name = "bad-release"
+when = "release_worse"
+for_s = 30
+runbook = "roll-back"
+mode = "propose"
 """
 FLEET_SERVICES = "gateway, orders, payments, inventory and push"
 
@@ -58,8 +71,10 @@ def banner(running: list[str], missing: list[str]) -> str:
     tools = f", behind and scraped by {' and '.join(running)}" if running else ""
     absent = f" Not installed here: {', '.join(missing)} (see Sources)." if missing else ""
     return (
-        f"Demo: {FLEET_SERVICES} are real processes on loopback{tools}, with a real incident "
-        "every half minute or so, and traces sent by the fleet itself with the OpenTelemetry SDK. "
+        f"Demo: {FLEET_SERVICES} are real processes on loopback{tools}, opening with a "
+        "scripted night (a slow dependency, a failing instance, a retry storm, a bad canary), "
+        "then a real incident every half minute or so, and traces sent by the fleet itself "
+        "with the OpenTelemetry SDK. "
         "The Consul agent is simulated (an in-process double of its "
         "HTTP API, which runs their checks) and the store is a throw-away SQLite file."
         f"{absent} Against a real fleet only the config changes."
@@ -153,13 +168,15 @@ def _serve_demo(workdir: Path, bind: str, keep: bool) -> int:
     from demo.consul import ConsulDouble
     from demo.fleet.supervisor import DemoFleet
     from demo.fleet.topology import FLEET, release_record
+    from demo.night import IncidentNight
     from demo.weather import DemoWeather
 
     consul = ConsulDouble()
+    started_at = datetime.now(UTC)
     for service in FLEET:
-        consul.kv_put(f"quarterdeck/releases/{service.name}", release_record(service))
+        consul.kv_put(f"quarterdeck/releases/{service.name}", release_record(service, started_at))
     consul.start()
-    fleet = weather = qd = None
+    fleet = night = weather = qd = None
     try:
         # Planned first (ports, config files), started in the background: the dashboard comes
         # up at once and shows the instances as they register.
@@ -171,7 +188,11 @@ def _serve_demo(workdir: Path, bind: str, keep: bool) -> int:
         # With an ingest token set, the fleet sends it (through its exporters' environment).
         fleet.traces_token = os.environ.get(config.otlp.token_env) or None
         fleet.start()
-        weather = DemoWeather(fleet, consul).start()
+        # The scripted night first, then random weather that spares what the night holds.
+        night = IncidentNight(fleet, consul)
+        weather = DemoWeather(fleet, consul, opening=False, spare=night.holding)
+        night.then = weather.start
+        night.start()
         qd = open_quarterdeck(config, migrate=True)
         password = secrets.token_urlsafe(12)
         with qd.store.session(write=True) as db:
@@ -192,6 +213,8 @@ def _serve_demo(workdir: Path, bind: str, keep: bool) -> int:
         running = [name for name in ("haproxy", "nginx", "prometheus") if name in fleet.binaries]
         return serve_quarterdeck(qd, banner=banner(running, fleet.missing))
     finally:
+        if night is not None:
+            night.stop()
         if weather is not None:
             weather.stop()
         if fleet is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from demo.consul import ConsulDouble
 from demo.fleet.supervisor import DemoFleet
@@ -50,6 +50,8 @@ class DemoWeather:
         seed: int | None = None,
         pace_s: float = 25.0,
         incidents: Sequence[str] = INCIDENTS,
+        opening: bool = True,
+        spare: Collection[str] = (),
     ) -> None:
         unknown = [kind for kind in incidents if kind not in INCIDENTS]
         if unknown:
@@ -61,7 +63,9 @@ class DemoWeather:
         self.incidents = tuple(incidents)
         self.history: list[tuple[str, str]] = []  # (instance id, incident), oldest first
         self._broken: dict[str, tuple[str, int]] = {}
-        self._opening = [(i, kind) for i, kind in OPENING if kind in self.incidents]
+        self._opening = [(i, kind) for i, kind in OPENING if kind in self.incidents and opening]
+        # Instances left alone (a live collection: the demo's night holds some for a while).
+        self.spare = spare
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="demo-weather", daemon=True)
 
@@ -73,7 +77,8 @@ class DemoWeather:
     def stop(self) -> None:
         """Stop, and heal what is still broken (a killed instance comes back by itself)."""
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout=5)
         for instance_id, (kind, _) in list(self._broken.items()):
             self._heal(instance_id, kind)
         self._broken.clear()
@@ -102,7 +107,11 @@ class DemoWeather:
         if self._opening:
             instance_id, kind = self._opening.pop(0)
             return self.fleet.instance(instance_id), kind
-        candidates = [i for i in self.fleet.instances if i.instance_id not in self._broken]
+        candidates = [
+            i
+            for i in self.fleet.instances
+            if i.instance_id not in self._broken and i.instance_id not in self.spare
+        ]
         if not candidates:
             return None
         victim = self.random.choice(candidates)

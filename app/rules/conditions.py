@@ -25,13 +25,17 @@ from app.models import (
     Instance,
     ProbeState,
     ProbeTransition,
+    Release,
     Service,
     ServiceRedFigure,
     SpanRedMinute,
 )
+from app.queries.releases import compare_releases
 from app.queries.slo import burning_services, slo_prometheus
 
 Found = dict[str, dict[str, Any]]  # target -> evidence ("sources": names it was read from)
+# A release older than this is the baseline, not a candidate for rolling back.
+RELEASE_WITHIN_H = 24
 History = Callable[..., "list[Interval] | None"]  # (db, start, end, params, config)
 
 
@@ -325,6 +329,54 @@ register_rule_condition(
         _params_check({"threshold": (int, float), "min_rate_rps": (int, float), "source": str}),
         _error_history,
         history_note='Prometheus keeps this history itself: only source = "spans" is replayed',
+    )
+)
+
+
+# -- the current release worse than the one before it ---------------------------------------
+
+
+def _release_worse(db: Session, now: datetime, params, config: Config) -> Found:
+    # Only recent releases are candidates: a version that has run for days is the baseline.
+    recent = now - timedelta(hours=float(params.get("within_h", RELEASE_WITHIN_H)))
+    services = db.scalars(
+        select(Release.service)
+        .where(Release.started_at >= recent)
+        .where((Release.kv_role == "active") | (Release.instances > 0))
+        .distinct()
+    ).all()
+    found: Found = {}
+    for service in sorted(services):
+        comparison = compare_releases(db, service, now)
+        if comparison is None or not comparison["worse"]:
+            continue
+        if datetime.fromisoformat(comparison["current"]["started_at"]) < recent:
+            continue  # a recent release of it, but not the current one
+        found[service] = {
+            "release": comparison["current"]["version"],
+            "previous": comparison["previous"]["version"],
+            "worse_in": comparison["worse_in"],
+            "figures": {
+                f["name"]: {"current": f["current"], "previous": f["previous"]}
+                for f in comparison["figures"]
+                if f["worse"]
+            },
+            "sources": [],
+        }
+    return found
+
+
+register_rule_condition(
+    RuleCondition(
+        "release_worse",
+        "service",
+        "the service's current release (started within `within_h` hours, 24 by default) worse "
+        "than the previous one past the comparison's margins (error ratio, p95, idempotency "
+        "conflicts, probe availability)",
+        _release_worse,
+        _params_check({"within_h": (int, float)}),
+        history_note="release comparisons are not replayed: each reads the spans, conflicts and "
+        "probe results since its release started",
     )
 )
 

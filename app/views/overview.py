@@ -10,6 +10,7 @@ from app.auth.accounts import role_at_least
 from app.models import HealthTransition, Instance, Service
 from app.queries.disagreements import fleet_disagreements
 from app.queries.metrics import alerts_by_service
+from app.queries.now import now_lines
 from app.queries.services import WINDOW, current_health, is_proxy, service_strips
 from app.queries.slo import ALERT_STATES, slo_json
 from app.queries.verdict import rules_from
@@ -65,6 +66,18 @@ def index():
             for alert in found
             if alert.state in ("firing", "active")
         ]
+        slo_burning = sum(1 for s in slo if s["state"] in ("fast", "slow"))
+        going_on = now_lines(
+            db,
+            now,
+            unhealthy=unhealthy,
+            stale_sources=[s for s in sources if s.stale],
+            disagreement_count=len(disagreements),
+            alert_count=len(alerts),
+            proposals=proposals,
+            slo_burning=slo_burning,
+            storm_per_min=ctx.config.redis.storm_per_min if ctx.config.redis else 10,
+        )
     totals = dict.fromkeys(STATES, 0)
     instance_totals = dict.fromkeys(STATES, 0)
     for service in services:
@@ -98,5 +111,6 @@ def index():
         can_approve=role_at_least(g.identity.role, "operator"),
         slo=sorted(slo, key=lambda s: (ALERT_STATES.index(s["state"]), s["service"]))[:SLO_ROWS],
         slo_count=len(slo),
-        slo_burning=sum(1 for s in slo if s["state"] in ("fast", "slow")),
+        slo_burning=slo_burning,
+        going_on=going_on,
     )

@@ -250,6 +250,22 @@ class DemoFleet:
         if child is not None:
             child.signal(signal.SIGKILL)
 
+    def redeploy(self, instance_id: str, version: str) -> None:
+        """Roll an instance to another version: stopped (it deregisters), started again at once.
+
+        The new process registers with the new version in its Meta, as a deploy tool's would.
+        """
+        with self._lock:
+            self.instances = [
+                dataclasses.replace(i, version=version) if i.instance_id == instance_id else i
+                for i in self.instances
+            ]
+            # Due now: the fleet thread starts it again as soon as it has exited.
+            self._restart_at[instance_id] = 0.0
+            child = self._children.get(instance_id)
+        if child is not None:
+            child.signal(signal.SIGTERM)
+
     # ----- inside the fleet thread ----------------------------------------------------------
 
     def _write_configs(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 LOOPBACK = "127.0.0.1"
 
@@ -183,20 +184,27 @@ def service_meta(service: FleetService, version: str) -> dict[str, str]:
     }
 
 
-def release_record(service: FleetService) -> str:
+def release_record(service: FleetService, now: datetime | None = None, canary: bool = True) -> str:
     """Return the JSON of `quarterdeck/releases/<service>` (DESIGN §6).
 
-    A service with a canary is mid-release: the canary is active and the stable version is
-    previous, so a rollback in the demo moves real traffic back to the stable instances.
+    A service with a canary is mid-release (unless `canary` is false): the canary is active and
+    the stable version is previous, so a rollback in the demo moves real traffic back to the
+    stable instances. With `now`, the history is dated back from it (the canary went out
+    `now`); without, it carries fixed dates.
     """
+    if now is None:
+        dates = ("2026-01-12T09:30:00Z", "2026-02-03T14:05:00Z", "2026-02-20T10:00:00Z")
+    else:
+        dates = tuple(
+            (now - ago).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            for ago in (timedelta(days=23), timedelta(days=2), timedelta(0))
+        )
     history = [
-        {"version": service.previous_version, "at": "2026-01-12T09:30:00Z", "by": "deploy-bot"},
-        {"version": service.version, "at": "2026-02-03T14:05:00Z", "by": "deploy-bot"},
+        {"version": service.previous_version, "at": dates[0], "by": "deploy-bot"},
+        {"version": service.version, "at": dates[1], "by": "deploy-bot"},
     ]
     active, previous = service.version, service.previous_version
-    if service.canary_version:
-        history.append(
-            {"version": service.canary_version, "at": "2026-02-20T10:00:00Z", "by": "deploy-bot"}
-        )
+    if service.canary_version and canary:
+        history.append({"version": service.canary_version, "at": dates[2], "by": "deploy-bot"})
         active, previous = service.canary_version, service.version
     return json.dumps({"active": active, "previous": previous, "history": history})

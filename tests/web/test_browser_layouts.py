@@ -201,3 +201,17 @@ def test_wall_mode_clips_no_badge(fleet_site, browser, tmp_path, width, height):
         assert attention.locator(f'tr[data-service="{UNKNOWN_SERVICE}"]').count() == 1
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("width", [800, 1024, 1280, 1366])
+def test_on_a_laptop_or_tablet_every_section_of_the_bar_is_in_sight(fleet_site, browser, width):
+    context, page = open_signed_in(browser, fleet_site, width, 800)
+    try:
+        page.goto(f"{fleet_site.url}/")
+        overflowing = [e for e in page.evaluate(SIDEWAYS_OVERFLOW_JS) if e[0].startswith("nav")]
+        assert overflowing == [], width
+        # The last section (Users, for an admin) is inside the window, not scrolled away.
+        last = page.locator(".topbar__nav > ul > li").last.bounding_box()
+        assert last["x"] + last["width"] <= width
+    finally:
+        context.close()
