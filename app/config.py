@@ -146,6 +146,9 @@ class RedisConfig:
     scan_max_keys: int = 1000  # in-flight keys sampled per pass at most (SCAN)
     # The Idempotency page calls a key a retry storm above this many events in one minute.
     storm_per_min: int = 10
+    # Quarterdeck's own keyed requests while this Redis is unreachable: false answers 503,
+    # true runs them without their key (the audit still refuses a second action per key).
+    fail_open: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,13 @@
-"""`Idempotency-Key` on Quarterdeck's own state-changing API requests (DESIGN §5, §6).
+"""`Idempotency-Key` on Quarterdeck's own state-changing requests (DESIGN §5, §6).
 
-`@idempotent_request` on a view: a repeat with the same key (same caller, same endpoint) gets the
-first answer replayed (`Idempotent-Replayed: true`), 409 while the first still runs, 422 with
-another payload, 400 for a malformed key. With `[redis]` configured the keys are held by the
-fleet's reference guard (`fleet.idempotency`, events on the configured stream); without it, by
-the `idempotency_keys` table, whose conflicts are stored as events of service `quarterdeck`
-(stream `STORE_STREAM`) beside the fleet's, so the Idempotency page shows them too. A 5xx answer
-or an exception is not kept: the key is released.
+`@idempotent_request` on an API view (or `run_once` from a form's view): a repeat with the same
+key (same caller, same endpoint) gets the first answer replayed (`Idempotent-Replayed: true`),
+409 while the first still runs, 422 with another payload, 400 for a malformed key. With `[redis]`
+configured the keys are held by the fleet's reference guard (`fleet.idempotency`, events on the
+configured stream; Redis unreachable: 503, or unguarded with `[redis] fail_open`); without it,
+by the `idempotency_keys` table, whose conflicts are stored as events of service `quarterdeck`
+(stream `STORE_STREAM`) beside the fleet's, so the Idempotency page shows them too. Only an
+answer below 400 is kept: a refusal (4xx: nothing ran), a 5xx or an exception releases the key.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import hashlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import redis
 from flask import Flask, Response, current_app, g, jsonify, make_response, request
@@ -41,7 +44,7 @@ from fleet.idempotency import (
     fingerprint_of,
     parse_key_header,
 )
-from fleet.idempotency.core import current_trace_id, default_instance
+from fleet.idempotency.core import current_trace_id, default_instance, validate_key
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,7 @@ MAX_KEY_LENGTH = 200  # the guard's limit is 255; the caller's scope takes the r
 RESULT_TTL = timedelta(hours=24)
 STORE_HOLD = timedelta(minutes=10)  # a crashed holder's key lapses after this
 REDIS_TTL_MS = 30000  # renewed at a third of it while the request runs
+REDIS_TIMEOUT_S = 2  # a request waits this long (per try) for an unresponsive Redis
 SERVICE = "quarterdeck"
 # The `stream` of the events the store-held keys record (no Redis stream has this name).
 STORE_STREAM = "quarterdeck:store"
@@ -77,11 +81,10 @@ class RedisKeys:
     def __init__(self, guard: IdempotencyGuard):
         self.guard = guard
 
-    def acquire(self, scope: str, key: str, fingerprint: str) -> Hold:
+    def acquire(self, scope: str, key: str, fingerprint: str) -> Hold | None:
+        """Take the key; None when Redis is unreachable and `[redis] fail_open` is set."""
         lease = self.guard.acquire(f"{scope}:{key}", fingerprint=fingerprint)
-        if lease is None:  # never: Quarterdeck's guard fails closed
-            raise IdempotencyUnavailable("Redis unreachable")
-        return Hold(scope, key, lease)
+        return None if lease is None else Hold(scope, key, lease)
 
     def run(self, hold: Hold, view):
         with self.guard.watching(hold.lease):
@@ -217,13 +220,16 @@ def keys_for(config, store, clock) -> RedisKeys | StoreKeys:
     """Return the Redis-backed keys when `[redis]` is configured, else the store-backed ones."""
     if config.redis is None:
         return StoreKeys(store, clock)
-    client = redis.Redis.from_url(config.redis.url, socket_timeout=2, socket_connect_timeout=2)
+    client = redis.Redis.from_url(
+        config.redis.url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
+    )
     guard = IdempotencyGuard(
         client,
         SERVICE,
         ttl_ms=REDIS_TTL_MS,
         result_ttl_s=int(RESULT_TTL.total_seconds()),
         stream=config.redis.stream,
+        fail_open=config.redis.fail_open,
     )
     return RedisKeys(guard)
 
@@ -234,6 +240,21 @@ def init_app(app: Flask) -> None:
     app.extensions[EXTENSION] = keys_for(qd.config, qd.store, qd.clock)
 
 
+class KeyRefused(Exception):
+    """A request its Idempotency-Key does not let run: still in flight, reused, unavailable."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+    def response(self) -> Response:
+        """The API's error answer for it."""
+        response = _error(self.status, self.code, self.message)
+        if self.status in (409, 503):
+            response.headers["Retry-After"] = "1"
+        return response
+
+
 def idempotent_request(view):
     """Honour `Idempotency-Key` on a state-changing API view: it runs once per key."""
 
@@ -242,37 +263,59 @@ def idempotent_request(view):
         header = request.headers.get("Idempotency-Key")
         if header is None:
             return view(*args, **kwargs)
-        try:
-            key = parse_key_header(header)
-            if len(key) > MAX_KEY_LENGTH:
-                raise InvalidIdempotencyKey(f"Idempotency-Key longer than {MAX_KEY_LENGTH}")
-        except InvalidIdempotencyKey as exc:
-            return _error(400, "invalid_idempotency_key", str(exc))
-        keys = current_app.extensions[EXTENSION]
-        identity = getattr(g, "identity", None)
-        caller = identity.name if identity is not None else ""
-        scope = fingerprint_of(caller, request.endpoint or request.path)[:32]
         fingerprint = fingerprint_of(
             request.method, request.path, request.query_string, request.get_data(cache=True)
         )
         try:
-            hold = keys.acquire(scope, key, fingerprint)
-        except IdempotencyConflict as conflict:
-            return _conflict_response(conflict)
-        except IdempotencyUnavailable as exc:
-            return _error(503, "idempotency_unavailable", f"idempotency keys unavailable: {exc}")
-        try:
-            response = make_response(keys.run(hold, lambda: view(*args, **kwargs)))
-        except BaseException:
-            keys.release(hold)
-            raise
-        if response.status_code >= 500 or response.is_streamed:
-            keys.release(hold)
-        else:
-            keys.complete(hold, _answer_of(response))
-        return response
+            return run_once(parse_key_header(header), fingerprint, lambda: view(*args, **kwargs))
+        except InvalidIdempotencyKey as exc:
+            return _error(400, "invalid_idempotency_key", str(exc))
+        except KeyRefused as refused:
+            return refused.response()
 
     return wrapper
+
+
+def idempotency_key() -> str | None:
+    """Return the key this request runs under (inside `run_once`), to record beside its effect."""
+    return g.get("idempotency_key")
+
+
+def run_once(key: str, fingerprint: str, view: Callable[[], Any]) -> Response:
+    """Answer with `view()` once per key of this caller on this endpoint, then with its replay.
+
+    Raise InvalidIdempotencyKey for a malformed key; KeyRefused while the first request with the
+    key runs (409), for another fingerprint (422) or when the keys cannot be reached (503).
+    An exception from `view` releases the key and propagates.
+    """
+    validate_key(key)
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidIdempotencyKey(f"Idempotency-Key longer than {MAX_KEY_LENGTH}")
+    g.idempotency_key = key
+    keys = current_app.extensions[EXTENSION]
+    identity = getattr(g, "identity", None)
+    caller = identity.name if identity is not None else ""
+    scope = fingerprint_of(caller, request.endpoint or request.path)[:32]
+    try:
+        hold = keys.acquire(scope, key, fingerprint)
+    except IdempotencyConflict as conflict:
+        return _conflict_answer(conflict)
+    except IdempotencyUnavailable as exc:
+        raise KeyRefused(
+            503, "idempotency_unavailable", f"idempotency keys unavailable: {exc}"
+        ) from exc
+    if hold is None:  # Redis is unreachable and [redis] fail_open is set (the guard logged it)
+        return make_response(view())
+    try:
+        response = make_response(keys.run(hold, view))
+    except BaseException:
+        keys.release(hold)
+        raise
+    if response.status_code >= 400 or response.is_streamed:
+        keys.release(hold)
+    else:
+        keys.complete(hold, _answer_of(response))
+    return response
 
 
 def _answer_of(response: Response) -> dict:
@@ -286,7 +329,8 @@ def _answer_of(response: Response) -> dict:
     }
 
 
-def _conflict_response(conflict: IdempotencyConflict) -> Response:
+def _conflict_answer(conflict: IdempotencyConflict) -> Response:
+    """Replay a completed key's answer; raise KeyRefused for the other conflicts."""
     if conflict.kind == DUPLICATE_COMPLETED:
         answer = conflict.record["result"]
         response = Response(base64.b64decode(answer["body_b64"]), status=answer["status"])
@@ -295,16 +339,14 @@ def _conflict_response(conflict: IdempotencyConflict) -> Response:
         response.headers["Idempotent-Replayed"] = "true"
         return response
     if conflict.kind == PAYLOAD_MISMATCH:
-        return _error(
+        raise KeyRefused(
             422,
             "idempotency_key_reused",
             "this Idempotency-Key was used with another request payload",
         )
-    response = _error(
-        409, "idempotency_key_in_flight", "a request with this Idempotency-Key is still running"
+    raise KeyRefused(
+        409, "request_in_progress", "the first request with this Idempotency-Key still runs"
     )
-    response.headers["Retry-After"] = "1"
-    return response
 
 
 def _error(status: int, code: str, message: str) -> Response:

@@ -14,12 +14,11 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from app.actions.running import entry_json
 from app.actions.sources import close_adapters, configured_adapters
 from app.actions.steps import Adapter, Step, StepFailed
 from app.context import Quarterdeck
 from app.models import ActionLock, AuditEntry
-from app.store.audit import finish_request_key, get_entry, mark_interrupted, running_without_lock
+from app.store.audit import mark_interrupted, running_without_lock
 
 log = logging.getLogger(__name__)
 INTERRUPTED = "interrupted"
@@ -43,20 +42,18 @@ def recover_interrupted(qd: Quarterdeck) -> list[str]:
                 )
     with qd.store.session() as db:
         rows = running_without_lock(db, now)
-        dead = [(r.id, list(r.plan), r.actor, r.idempotency_key) for r in rows]
+        dead = [(r.id, list(r.plan)) for r in rows]
     if not dead:
         return []
     adapters = configured_adapters(qd.config)
     marked = []
     try:
-        for entry_id, plan, actor, key in dead:
+        for entry_id, plan in dead:
             steps = [known_step(body, adapters) for body in plan]
             with qd.store.session(write=True) as db:
+                # A repeat of its Idempotency-Key now gets this row (earlier_run), never a rerun.
                 if not mark_interrupted(db, entry_id, steps, qd.clock()):
                     continue
-                result = entry_json(get_entry(db, entry_id), undone=False)
-            if key:  # a repeat of its Idempotency-Key gets this, not "still running" forever
-                finish_request_key(qd.store, actor, key, 200, result)
             log.warning("action %s was interrupted (its process stopped mid-action)", entry_id)
             marked.append(entry_id)
     finally:

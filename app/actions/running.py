@@ -32,10 +32,8 @@ from app.queries.sources import iso
 from app.store.audit import (
     acquire_target_lock,
     add_entry,
-    claim_request_key,
+    entry_by_request_key,
     finish_entry,
-    finish_request_key,
-    forget_request_key,
     get_entry,
     reject_entry,
     release_target_lock,
@@ -190,7 +188,11 @@ def submit_action(
     req: ActionRequest,
     idempotency_key: str | None = None,
 ) -> dict[str, Any]:
-    """Plan (dry run) or run an action once per Idempotency-Key; raise ActionRefused."""
+    """Plan (dry run) or run an action; raise ActionRefused.
+
+    With an Idempotency-Key (recorded on the audit row), an action this actor already started
+    with it is answered instead of run again (`earlier_run`).
+    """
     if req.dry_run:
         planned = plan_action(qd, adapters, req, actor)
         return {
@@ -202,30 +204,39 @@ def submit_action(
             "steps": [],
             "blast_radius": planned.blast_radius,
         }
-    if idempotency_key is None:
-        return _run(qd, adapters, actor, req, None)
-    return _run_once(qd, adapters, actor, req, idempotency_key)
+    if idempotency_key is not None:
+        target = f"{req.service}/{req.instance}" if req.instance else req.service
+        earlier = earlier_run(qd, actor, idempotency_key, req.action, target)
+        if earlier is not None:
+            return earlier
+    return _run(qd, adapters, actor, req, idempotency_key)
 
 
-def _run_once(qd, adapters, actor: str, req: ActionRequest, key: str) -> dict[str, Any]:
-    """DESIGN §5: a repeat of a key returns the first result, 409 while it still runs."""
-    first = claim_request_key(qd.store, actor, key, req.fingerprint(), qd.clock())
-    if first is not None:
-        if first.fingerprint != req.fingerprint():
+def earlier_run(
+    qd: Quarterdeck, actor: str, key: str, action: str, target: str, runbook: str | None = None
+) -> dict[str, Any] | None:
+    """Return the result of what this actor already started with this key, if anything.
+
+    The request's key is held by `app.idempotency` while it runs; this is the durable record
+    beneath it, so a key whose hold lapsed (its process died, a Redis failover, `fail_open`)
+    still never runs a second action. Raise ActionRefused(422) when the key started something
+    else, ActionRefused(409) while that still runs.
+    """
+    with qd.store.session() as db:
+        entry = entry_by_request_key(db, actor, key)
+        if entry is None:
+            return None
+        if (entry.action, entry.target, entry.params.get("runbook")) != (action, target, runbook):
             raise ActionRefused(
                 422, "idempotency_key_reused", "this Idempotency-Key was sent with another request"
             )
-        if first.state != "done":
+        if entry.status == "running":
             raise ActionRefused(
                 409, "request_in_progress", "the first request with this Idempotency-Key still runs"
             )
-        return first.result
-    try:
-        result = _run(qd, adapters, actor, req, key)
-    except BaseException:
-        forget_request_key(qd.store, actor, key)
-        raise
-    finish_request_key(qd.store, actor, key, 200, result)
+        result = entry_json(entry, undone=bool(undone_ids(db, [entry.id])))
+    if runbook is not None:
+        result["runbook"] = runbook
     return result
 
 

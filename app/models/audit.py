@@ -61,7 +61,11 @@ class ActionLock(Base):
 
 
 class ActionRequestKey(Base):
-    """An `Idempotency-Key` of POST /api/v1/actions: the first request's fingerprint and result."""
+    """An `Idempotency-Key` of POST /api/v1/actions as kept before `app.idempotency` held them.
+
+    No longer written or read: keys live in Redis or `idempotency_keys`, and the audit row's
+    `idempotency_key` is the durable record. Kept so that no migration drops its rows.
+    """
 
     __tablename__ = "action_request_keys"
 

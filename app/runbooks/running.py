@@ -7,8 +7,6 @@ one row per wait or check, so `undo_action` reverses the whole runbook, last cha
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -19,6 +17,7 @@ from app.actions.running import (
     HOLDER,
     LOCK_TTL_S,
     ActionRequest,
+    earlier_run,
     entry_json,
     plan_action,
 )
@@ -30,10 +29,7 @@ from app.runbooks.conditions import CONDITIONS
 from app.store.audit import (
     acquire_target_lock,
     add_entry,
-    claim_request_key,
     finish_entry,
-    finish_request_key,
-    forget_request_key,
     get_entry,
     release_target_lock,
 )
@@ -221,12 +217,6 @@ def _evaluate(qd: Quarterdeck, step: RunbookStep, service: str, instance: str | 
         return condition.evaluate(db, service, instance, step.params, qd.clock())
 
 
-def fingerprint(name: str, target: str, reason: str, force: bool) -> str:
-    """Digest of a run request, to tell a repeat from another request under one key."""
-    body = ["runbook", name, target, reason, force]
-    return hashlib.sha256(json.dumps(body).encode()).hexdigest()
-
-
 def submit_runbook(
     qd: Quarterdeck,
     adapters: Mapping[str, Adapter],
@@ -241,36 +231,22 @@ def submit_runbook(
     evidence: Mapping[str, Any] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """Plan (dry run) or run a runbook, once per Idempotency-Key; raise ActionRefused."""
+    """Plan (dry run) or run a runbook; raise ActionRefused.
+
+    With an Idempotency-Key (recorded on the audit row), a run this actor already started with
+    it is answered instead of run again (`earlier_run`).
+    """
     runbook = find_runbook(qd, name)
     service, instance = parse_target(target, runbook)
     if dry_run:
         return plan_runbook(qd, adapters, runbook, service, instance, reason, force).to_json()
-    if idempotency_key is None:
-        planned = plan_runbook(qd, adapters, runbook, service, instance, reason, force)
-        return execute_runbook(qd, adapters, actor, planned, reason, None, evidence, sleep)
-    digest = fingerprint(name, f"{service}/{instance or ''}", reason, force)
-    first = claim_request_key(qd.store, actor, idempotency_key, digest, qd.clock())
-    if first is not None:
-        if first.fingerprint != digest:
-            raise ActionRefused(
-                422, "idempotency_key_reused", "this Idempotency-Key was sent with another request"
-            )
-        if first.state != "done":
-            raise ActionRefused(
-                409, "request_in_progress", "the first request with this Idempotency-Key still runs"
-            )
-        return first.result
-    try:
-        planned = plan_runbook(qd, adapters, runbook, service, instance, reason, force)
-        result = execute_runbook(
-            qd, adapters, actor, planned, reason, idempotency_key, evidence, sleep
-        )
-    except BaseException:
-        forget_request_key(qd.store, actor, idempotency_key)
-        raise
-    finish_request_key(qd.store, actor, idempotency_key, 200, result)
-    return result
+    if idempotency_key is not None:
+        target = f"{service}/{instance}" if instance else service
+        earlier = earlier_run(qd, actor, idempotency_key, "runbook", target, runbook.name)
+        if earlier is not None:
+            return earlier
+    planned = plan_runbook(qd, adapters, runbook, service, instance, reason, force)
+    return execute_runbook(qd, adapters, actor, planned, reason, idempotency_key, evidence, sleep)
 
 
 def execute_runbook(

@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.models import ActionLock, ActionRequestKey, AuditEntry, RuleProposal
+from app.models import ActionLock, AuditEntry, RuleProposal
 
 
 def add_entry(db: Session, **fields: Any) -> AuditEntry:
@@ -199,52 +199,6 @@ def release_target_lock(store, target: str, audit_id: str) -> None:
     with store.session(write=True) as db:
         db.execute(
             delete(ActionLock).where(ActionLock.target == target, ActionLock.audit_id == audit_id)
-        )
-
-
-def claim_request_key(
-    store, actor: str, key: str, fingerprint: str, now: datetime
-) -> ActionRequestKey | None:
-    """Claim an Idempotency-Key for this actor: None when new (ours), else the first claim."""
-    for _ in range(3):  # the first claim may be forgotten between our insert and our read
-        try:
-            with store.session(write=True) as db:
-                db.add(
-                    ActionRequestKey(
-                        actor=actor,
-                        key=key,
-                        fingerprint=fingerprint,
-                        state="running",
-                        created_at=now,
-                    )
-                )
-            return None
-        except IntegrityError:
-            pass
-        with store.session() as db:
-            first = db.get(ActionRequestKey, (actor, key))
-        if first is not None:
-            return first
-    raise RuntimeError(f"Idempotency-Key {key!r} is claimed and released over and over")
-
-
-def finish_request_key(store, actor: str, key: str, status_code: int, result: dict) -> None:
-    """Keep the first request's answer, for every repeat of its key."""
-    with store.session(write=True) as db:
-        db.execute(
-            update(ActionRequestKey)
-            .where(ActionRequestKey.actor == actor, ActionRequestKey.key == key)
-            .values(state="done", status_code=status_code, result=result)
-        )
-
-
-def forget_request_key(store, actor: str, key: str) -> None:
-    """Drop a key whose request was refused before it ran: a retry may run."""
-    with store.session(write=True) as db:
-        db.execute(
-            delete(ActionRequestKey).where(
-                ActionRequestKey.actor == actor, ActionRequestKey.key == key
-            )
         )
 
 

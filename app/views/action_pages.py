@@ -27,6 +27,7 @@ from app.actions.steps import ActionRefused, read_before, undo_steps
 from app.actions.waiting import DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S
 from app.auth.access import require
 from app.auth.accounts import role_at_least
+from app.idempotency import KeyRefused, run_once
 from app.quoting import quote_input
 from app.store.audit import get_entry, list_entries, undone_ids, undos_of
 from app.views.common import qd, query_number
@@ -182,7 +183,7 @@ def _confirm_page(req, planned, last_healthy, error=None, status=200, form=None)
 @bp.post("/actions/run")
 @require("operator")
 def run():
-    """Run the confirmed action; show its result page (which follows a wait live)."""
+    """Run the confirmed action once per form (its request key); show its result page."""
     form = request.form
     try:
         req = _request_from(form)
@@ -190,7 +191,7 @@ def run():
         return _refusal(exc, form)
     key = form.get("request_key") or ""
     problem = None
-    if not 16 <= len(key) <= 64 or not key.isprintable():
+    if not 16 <= len(key) <= 64 or not (key.isascii() and key.isprintable()):
         problem = ActionRefused(422, "invalid", "the form lost its request key: open it again")
     elif needs_typed_name(req, False) and (form.get("confirm_name") or "").strip() != req.service:
         problem = ActionRefused(
@@ -198,17 +199,27 @@ def run():
         )
     if problem is None:
         try:
-            entry_id = start_action(qd(), g.identity.name, req, key)
+            answer = run_once(key, req.fingerprint(), lambda: _start(req, key))
+        except KeyRefused as exc:
+            problem = ActionRefused(exc.status, exc.code, exc.message)
         except ActionRefused as exc:
             problem = exc
         else:
-            return _to_result(entry_id)
+            if request.headers.get("HX-Request"):
+                return result(answer.headers["Location"].rsplit("/", 1)[1])
+            return answer
     try:
         planned, last_healthy = _plan(replace(req, params={k: v for k, v in req.params.items()
                                                             if k != "force"}))  # fmt: skip
     except ActionRefused as exc:
         return _refusal(exc, form)
     return _confirm_page(req, planned, last_healthy, problem, problem.status, form)
+
+
+def _start(req: ActionRequest, key: str):
+    """Start the action; the answer kept for the form's key is the redirect to its result."""
+    entry_id = start_action(qd(), g.identity.name, req, key)
+    return redirect(url_for("action_pages.result", entry_id=entry_id), 303)
 
 
 def _to_result(entry_id: str):

@@ -19,6 +19,7 @@ from app.actions.sources import close_adapters, configured_adapters
 from app.actions.steps import ActionRefused
 from app.auth.access import require
 from app.auth.accounts import role_at_least
+from app.idempotency import idempotency_key, idempotent_request
 from app.quoting import quote_input
 from app.store.audit import list_entries, undone_ids
 from app.views.common import qd, query_number
@@ -27,17 +28,15 @@ from app.views.map_query import parse_duration
 
 bp = Blueprint("actions", __name__, url_prefix="/api/v1")
 
-MAX_KEY_LENGTH = 255
 AUDIT_STATUSES = ("running", "done", "partial", "failed", "interrupted")
 
 
 @bp.post("/actions")
 @require("operator")
+@idempotent_request
 def submit():
     """Plan (dry_run) or run an action; `Idempotency-Key` makes a repeat return the first result."""
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not (0 < len(key) <= MAX_KEY_LENGTH and key.isprintable()):
-        return json_error(422, "invalid", "Idempotency-Key must be 1 to 255 printable characters")
+    key = idempotency_key()
     ctx = qd()
     adapters = configured_adapters(ctx.config)
     try:
@@ -54,6 +53,7 @@ def submit():
 
 @bp.post("/actions/<entry_id>/undo")
 @require("operator")
+@idempotent_request
 def undo(entry_id: str):
     """Undo exactly what an action changed; the answer is the undo's own result."""
     body = request.get_json(silent=True) or {}
@@ -72,6 +72,7 @@ def undo(entry_id: str):
 
 @bp.post("/actions/<entry_id>/approve")
 @require("operator")
+@idempotent_request
 def approve(entry_id: str):
     """Approve an action that awaits a second operator, and run it."""
     ctx = qd()
@@ -86,6 +87,7 @@ def approve(entry_id: str):
 
 @bp.post("/actions/<entry_id>/reject")
 @require("operator")
+@idempotent_request
 def reject(entry_id: str):
     """Refuse an action that awaits approval: it never runs."""
     try:

@@ -8,6 +8,7 @@ from app.actions.sources import close_adapters, configured_adapters
 from app.actions.steps import ActionRefused
 from app.auth.access import require
 from app.auth.accounts import role_at_least
+from app.idempotency import idempotent_request
 from app.rules.listing import rules_json
 from app.rules.proposals import approve_proposal, dismiss_proposal
 from app.rules.replay import replay_rules
@@ -39,6 +40,7 @@ def replay():
 
 @api_bp.post("/rules/proposals/<proposal_id>/approve")
 @require("operator")
+@idempotent_request
 def approve(proposal_id: str):
     """Run the proposal's runbook now; the answer is the run's result."""
     ctx = qd()
@@ -53,6 +55,7 @@ def approve(proposal_id: str):
 
 @api_bp.post("/rules/proposals/<proposal_id>/dismiss")
 @require("operator")
+@idempotent_request
 def dismiss(proposal_id: str):
     """Dismiss a waiting proposal."""
     try:

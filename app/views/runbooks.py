@@ -11,8 +11,8 @@ from app.actions.sources import close_adapters, configured_adapters
 from app.actions.steps import ActionRefused
 from app.auth.access import require
 from app.auth.accounts import role_at_least
+from app.idempotency import idempotency_key, idempotent_request
 from app.runbooks.running import submit_runbook
-from app.views.actions import MAX_KEY_LENGTH
 from app.views.common import qd
 from app.views.errors import json_error
 
@@ -72,11 +72,10 @@ def parse_run_body(body: Any) -> dict[str, Any]:
 
 @api_bp.post("/runbooks/<name>/run")
 @require("operator")
+@idempotent_request
 def run(name: str):
     """Plan (dry_run) or run a runbook; `Idempotency-Key` makes a repeat return the first result."""
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not (0 < len(key) <= MAX_KEY_LENGTH and key.isprintable()):
-        return json_error(422, "invalid", "Idempotency-Key must be 1 to 255 printable characters")
+    key = idempotency_key()
     ctx = qd()
     adapters = configured_adapters(ctx.config)
     try:

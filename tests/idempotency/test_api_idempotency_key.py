@@ -106,7 +106,7 @@ def test_the_same_key_while_the_first_runs_is_409(api):
     busy = _post(app.test_client(), token, {"action": "drain", "slow": True}, "k-3")
     slow.join()
     assert busy.status_code == 409
-    assert busy.get_json()["error"]["code"] == "idempotency_key_in_flight"
+    assert busy.get_json()["error"]["code"] == "request_in_progress"
     assert outcomes == [200]
     assert len(ran) == 1
 
