@@ -1,6 +1,7 @@
 """The Overview's Traffic card against a real Prometheus: its rows come from a real pass, and its
 sparklines read every listed service in one range query per figure, kept for a while, however
-many services are listed and whatever their names are."""
+many services are listed and whatever their names are; in a browser they land in their rows
+and come back, from the cache, after a live refresh."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from app.config import PrometheusConfig
 from app.factory import create_app
 from app.models import utcnow
 from collectors.prometheus import PrometheusReader, services_red_sparklines
-from tests.conftest import sign_in
+from tests.conftest import PASSWORD, LiveServer, sign_in
 from tests.fixtures.processes import wait_for
 from tests.web.test_service_pages import element, html_of
 
@@ -100,3 +101,61 @@ def test_the_sparklines_say_so_when_prometheus_does_not_answer(make_qd, make_use
     problem = element(chart, "span", "data-sparklines-problem")
     assert "Prometheus did not answer for the charts: cannot reach Prometheus" in problem
     assert "<polyline" not in chart and "no chart" in element(chart, "div", 'of="orders"')
+
+
+def test_in_a_browser_the_sparklines_land_in_their_rows_and_return_after_a_live_refresh(
+    prometheus_factory, fleet_metrics, recording_proxy_factory, make_qd, make_user, browser
+):
+    fleet_metrics.serve("orders", per_tick=2, errors_in_ten=3)
+    fleet_metrics.serve(HOSTILE, per_tick=1)
+    prometheus = prometheus_factory({"fleet": [fleet_metrics.target.address]})
+    proxy = recording_proxy_factory(prometheus.url)
+    config = PrometheusConfig(url=proxy.url, window="2m")
+    qd = make_qd(prometheus=config)
+    qd.clock = lambda: utcnow() + AHEAD
+    shown = ["orders", HOSTILE]
+    direct = PrometheusReader(prometheus.url, 5)
+    wait_for(
+        lambda: drawn(services_red_sparklines(direct, config, shown, qd.clock()), shown),
+        "two steps of both services' figures",
+        timeout=60,
+    )
+    direct.close()
+    collector = {s.name: s.collector for s in configured_sources(qd.config, qd.clock)}
+    assert run_pass(qd, collector["prometheus"]).ok
+    proxy.reset()
+    make_user("ursula", "viewer")
+    server = LiveServer(create_app(qd=qd)).start()
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(f"{server.url}/login")
+        page.fill("input[name=username]", "ursula")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{server.url}/")
+        rows = page.locator("#traffic tr[data-traffic-service]")
+        cells = page.locator("#traffic tr[data-traffic-service] [data-sparklines-of]")
+        cells.nth(1).wait_for(state="attached")
+        assert [rows.nth(i).get_attribute("data-traffic-service") for i in range(2)] == shown
+        # Each row's cell holds its own service's lines, and the footer says where from.
+        for i in range(2):
+            assert cells.nth(i).get_attribute("data-sparklines-of") == rows.nth(i).get_attribute(
+                "data-traffic-service"
+            )
+            assert cells.nth(i).locator("polyline").count() == 2
+        assert "Last hour from Prometheus" in page.locator("#traffic-sparklines").inner_text()
+        assert page.locator("#traffic svg[onload]").count() == 0  # the name stayed text
+        asked = proxy.requests["/api/v1/query_range"]
+        assert asked == 2
+
+        # A live refresh re-renders the Overview: the cells come back, read from the cache.
+        page.evaluate("document.querySelector('#traffic').dataset.old = '1'")
+        page.evaluate("window.Quarterdeck.refreshTopics(['metrics'])")
+        page.wait_for_selector("#traffic:not([data-old]) [data-sparklines-of] polyline")
+        assert page.locator("#traffic [data-sparklines-of] polyline").count() == 4
+        assert proxy.requests["/api/v1/query_range"] == asked
+    finally:
+        context.close()
+        qd.feed.close()
+        server.stop()
