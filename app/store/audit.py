@@ -245,3 +245,21 @@ def forget_request_key(store, actor: str, key: str) -> None:
                 ActionRequestKey.actor == actor, ActionRequestKey.key == key
             )
         )
+
+
+def latest_of(
+    db: Session, target: str, actions: tuple[str, ...], limit: int = 10
+) -> list[AuditEntry]:
+    """Return the newest finished rows of these actions on exactly this target."""
+    return list(
+        db.scalars(
+            select(AuditEntry)
+            .where(
+                AuditEntry.target == target,
+                AuditEntry.action.in_(actions),
+                AuditEntry.finished_at.is_not(None),
+            )
+            .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+            .limit(limit)
+        )
+    )
