@@ -264,3 +264,21 @@ def test_with_approval_required_a_degrade_from_the_form_says_it_awaits_a_second_
     assert "Awaiting a second operator's approval: nothing has changed yet." in result
     assert f"quarterdeck action approve {entry['id']}" in result
     assert pages.fleet.kv(DEGRADE_KEY) is None
+
+
+def test_restore_from_the_card_shows_the_switch_now_and_deletes_it(pages):
+    fleet = pages.fleet
+    run_confirmed(pages, {"action": "degrade", "service": "web", "features_off": "reviews"})
+    service = pages.get("/services/web").get_data(as_text=True)
+    restore = service[service.index('data-service-action="restore"') :].split("</form>")[0]
+    assert 'value="restore"' in restore and 'hx-get="/actions/plan"' in restore
+
+    plan = pages.get("/actions/plan?action=restore&service=web").get_data(as_text=True)
+
+    assert "Deletes the degrade switch of <strong>web</strong>" in plan
+    assert f"DELETE {fleet.consul.url}/v1/kv/{DEGRADE_KEY}?cas=" in plan
+    assert "&#39;features_off&#39;: [&#39;reviews&#39;]" in plan  # what the key holds now
+    entry = run_confirmed(pages, {"action": "restore", "service": "web"})
+    assert entry["status"] == "done", entry["steps"]
+    assert fleet.kv(DEGRADE_KEY) is None
+    assert "data-not-degraded" in pages.get("/services/web").get_data(as_text=True)
