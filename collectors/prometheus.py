@@ -67,6 +67,31 @@ def only_label_value(query: str, label: str, value: str) -> str:
     return f"({query}) and on ({label}) {selector}"
 
 
+def promql_regex_literal(value: str) -> str:
+    """Escape a value for a PromQL (RE2) regex: every ASCII character but a letter or digit
+    gets a backslash, which RE2 reads as that character itself."""
+    return "".join(f"\\{c}" if c.isascii() and not c.isalnum() else c for c in value)
+
+
+# The label `only_label_values` marks the listed series with (none of ours is named so).
+LISTED_LABEL = "qd_listed"
+
+
+def only_label_values(query: str, label: str, values: Sequence[str]) -> str:
+    """Narrow an aggregated query to the series whose `label` is one of `values`, in one query.
+
+    `label_replace` adds `qd_listed="1"` to the series whose label fully matches the
+    alternation of the escaped values (it leaves the others unchanged); `unless on (qd_listed)
+    vector(1)` then drops every series without the mark.
+    """
+    pattern = "|".join(promql_regex_literal(v) for v in values)
+    marked = (
+        f'label_replace(({query}), {promql_string(LISTED_LABEL)}, "1", '
+        f"{promql_string(label)}, {promql_string(pattern)})"
+    )
+    return f"{marked} unless on ({LISTED_LABEL}) vector(1)"
+
+
 def sample_value(text: object) -> float | None:
     """Return a sample's value, or None for NaN and ±Inf (Prometheus sends them as strings)."""
     if not isinstance(text, str):
@@ -421,4 +446,31 @@ def service_red_sparkline(
         if figure == "p95_ms":
             points = [(t, None if v is None else v * 1000.0) for t, v in points]
         lines[figure] = points
+    return lines
+
+
+# The figures the Overview draws for each service it lists: requests/s and the error ratio.
+OVERVIEW_SPARKLINES = ("rate_rps", "error_ratio")
+
+
+def services_red_sparklines(
+    reader: PrometheusReader,
+    config,
+    services: Sequence[str],
+    now: datetime,
+    span: timedelta = timedelta(hours=1),
+) -> dict[str, dict[str, list[tuple[datetime, float | None]]]]:
+    """Return the listed services' rate and error ratio over the last `span`, figure ->
+    service -> points: one range query per figure, however many services are listed."""
+    label, window = config.service_label, config.window
+    queries = {
+        "rate_rps": fill_template(config.template("rate_query"), label, window),
+        "error_ratio": fill_template(config.template("error_ratio_query"), label, window),
+    }
+    step = chart_step(span)
+    lines: dict[str, dict[str, list[tuple[datetime, float | None]]]] = {}
+    for figure in OVERVIEW_SPARKLINES:
+        query = only_label_values(queries[figure], label, services)
+        series = reader.range(query, now - span, now, step)
+        lines[figure] = {s.labels[label]: list(s.points) for s in series if label in s.labels}
     return lines

@@ -8,7 +8,7 @@ store makes those balancer-only members catalog instances of their own service
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from sqlalchemy import or_, select
@@ -62,15 +62,32 @@ def lb_rows_by_instance(
     server name. A member matched to another service's instance is never listed here, even
     when its backend is named like this service. A balancer no longer configured is stale.
     """
+    return lb_rows_by_service(db, [service], sources, now).get(service, {})
+
+
+def lb_rows_by_service(
+    db: Session,
+    services: Iterable[str],
+    sources: Mapping[str, SourceView],
+    now: datetime,
+) -> dict[str, dict[str, list[dict]]]:
+    """Return the `lb` rows of several services at once: service -> instance key -> rows.
+
+    Each service's rows are exactly those `lb_rows_by_instance` gives it; the catalog is
+    matched once for all of them.
+    """
+    wanted = sorted(set(services))
+    if not wanted:
+        return {}
     own = db.execute(
-        select(instances_t.c.source_id, instances_t.c.address, instances_t.c.port)
+        select(instances_t.c.source_id, instances_t.c.address)
         .join(services_t, services_t.c.id == instances_t.c.service_id)
-        .where(services_t.c.name == service, instances_t.c.gone_at.is_(None))
+        .where(services_t.c.name.in_(wanted), instances_t.c.gone_at.is_(None))
     ).all()
     ids = sorted({row.source_id for row in own})
     addresses = sorted({row.address for row in own if row.address})
     candidates = or_(
-        members_t.c.backend == service,
+        members_t.c.backend.in_(wanted),
         members_t.c.server.in_(ids),
         members_t.c.address.in_(addresses),
     )
@@ -83,17 +100,53 @@ def lb_rows_by_instance(
     if not rows:
         return {}
     catalog = load_catalog_match(db)
-    found: dict[str, list[dict]] = {}
+    names = set(wanted)
+    found: dict[str, dict[str, list[dict]]] = {}
     for row in rows:
         match = catalog.find(row.address, row.port, row.server)
-        if match is not None and match[0] == service:
-            key = match[1]
-        elif match is None and row.backend == service:
-            key = row.server
+        if match is not None and match[0] in names:
+            service, key = match
+        elif match is None and row.backend in names:
+            service, key = row.backend, row.server
         else:
             continue
-        found.setdefault(key, []).append(lb_row_json(row, sources.get(row.balancer), now))
+        by_key = found.setdefault(service, {})
+        by_key.setdefault(key, []).append(lb_row_json(row, sources.get(row.balancer), now))
     return found
+
+
+# Member states in which a balancer sends a server new requests ("unchecked": HAProxy has no
+# check for it and serves it). DRAIN, MAINT, NOLB and down are out of rotation.
+SERVING_STATES = ("up", "unchecked")
+
+
+def balancer_summary(lb: Mapping[str, list[dict]]) -> list[dict]:
+    """Count one service's members per balancer: how many serve, of how many, and the rest.
+
+    `lb` is a service's rows by instance (`lb_rows_by_instance`). One entry per balancer, by
+    name: {balancer, kind, serving, total, out: {state: count}, stale}.
+    """
+    summary: dict[str, dict] = {}
+    for rows in lb.values():
+        for row in rows:
+            entry = summary.setdefault(
+                row["balancer"],
+                {
+                    "balancer": row["balancer"],
+                    "kind": row["kind"],
+                    "serving": 0,
+                    "total": 0,
+                    "out": {},
+                    "stale": False,
+                },
+            )
+            entry["total"] += 1
+            if row["state"] in SERVING_STATES:
+                entry["serving"] += 1
+            else:
+                entry["out"][row["state"]] = entry["out"].get(row["state"], 0) + 1
+            entry["stale"] = entry["stale"] or row["stale"]
+    return [summary[name] for name in sorted(summary)]
 
 
 def lb_row_json(row, source: SourceView | None, now: datetime) -> dict:

@@ -138,6 +138,21 @@ def service_span_red(session: Session, service: str, start: datetime, end: datet
     return red_of(session, service, SERVICE, start, end)
 
 
+def services_span_red(session: Session, start: datetime, end: datetime) -> dict[str, SpanRed]:
+    """Return every service's own figures over the window, by service (one query)."""
+    first, seconds = window_minutes(start, end, covered_until(session))
+    rows = session.execute(
+        select(minutes_t.c.source, *_SUMS)
+        .where(
+            minutes_t.c.target == SERVICE,
+            minutes_t.c.minute_at >= first,
+            minutes_t.c.minute_at < end,
+        )
+        .group_by(minutes_t.c.source)
+    )
+    return {row.source: _figures(row, seconds) for row in rows if row.count}
+
+
 def edge_span_red(session: Session, source: str, target: str, start: datetime, end: datetime):
     """Return an edge's figures over the window, or None when no call was seen."""
     return red_of(session, source, target, start, end)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+
+from flask import Blueprint, abort, current_app, g, render_template, request, url_for
 from sqlalchemy import select
 
 from app.auth.access import require
@@ -13,10 +18,14 @@ from app.queries.metrics import alerts_by_service
 from app.queries.now import now_lines
 from app.queries.services import WINDOW, current_health, is_proxy, service_strips
 from app.queries.slo import ALERT_STATES, slo_json
+from app.queries.traffic import TRAFFIC_ROWS, busiest_services
 from app.queries.verdict import rules_from
 from app.rules.listing import waiting_proposals
 from app.views.common import current_sources, qd, render_page_or_part
+from app.views.services import SPARK_H, SPARK_W, sparkline_points
 from app.views.slo import current_slo
+from collectors.base import SourceUnavailable
+from collectors.prometheus import PrometheusReader, services_red_sparklines
 
 bp = Blueprint("overview", __name__)
 
@@ -78,6 +87,12 @@ def index():
             slo_burning=slo_burning,
             storm_per_min=ctx.config.redis.storm_per_min if ctx.config.redis else 10,
         )
+        proxies = {s.name for s in rows if is_proxy(s)}
+        traffic, traffic_count = busiest_services(db, now, rules, by_name, leave_out=proxies)
+    catalog_names = {s.name for s in services}
+    for row in traffic:
+        row["known"] = row["service"] in catalog_names
+        row["spark_id"] = spark_id(row["service"])
     totals = dict.fromkeys(STATES, 0)
     instance_totals = dict.fromkeys(STATES, 0)
     for service in services:
@@ -113,4 +128,94 @@ def index():
         slo_count=len(slo),
         slo_burning=slo_burning,
         going_on=going_on,
+        traffic=traffic,
+        traffic_count=traffic_count,
+        traffic_erroring=sum(1 for row in traffic if row["erroring"]),
+        traffic_chart_url=url_for(
+            "overview.traffic_sparklines", service=[row["service"] for row in traffic]
+        ),
+    )
+
+
+def spark_id(service: str) -> str:
+    """Return the id of a service's sparkline cell on the Traffic card (any name makes one)."""
+    return "traffic-spark-" + hashlib.blake2s(service.encode(), digest_size=8).hexdigest()
+
+
+# The series the Traffic card draws, kept this long: the live stream re-renders the Overview
+# (and so asks for its sparklines again) on every collector pass.
+SPARKLINE_CACHE_S = 30.0
+OVERVIEW_FIGURES = (("rate_rps", "requests/s", "{:.1f}"), ("error_ratio", "error ratio", "{:.1%}"))
+
+
+class SparklineCache:
+    """Range-query answers by service list, kept for a while; one fetch at a time, so the
+    requests that arrive while one fetches wait for its answer instead of asking again."""
+
+    def __init__(self, ttl_s: float = SPARKLINE_CACHE_S):
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._entries: dict[tuple, tuple[float, object]] = {}
+
+    def get(self, key: tuple, fetch: Callable[[], object]) -> object:
+        """Return the answer kept for `key`, or fetch, keep and return a new one."""
+        with self._lock:
+            now = time.monotonic()
+            kept = self._entries.get(key)
+            if kept is not None and kept[0] > now:
+                return kept[1]
+            value = fetch()
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            self._entries[key] = (time.monotonic() + self.ttl_s, value)
+            return value
+
+
+def sparkline_cache() -> SparklineCache:
+    """Return this app's sparkline cache."""
+    return current_app.extensions.setdefault("quarterdeck.traffic_sparklines", SparklineCache())
+
+
+@bp.get("/charts/traffic")
+@require("viewer")
+def traffic_sparklines():
+    """Draw the listed services' requests/s and error ratio over the last hour.
+
+    One range query per figure for all of them (cached for SPARKLINE_CACHE_S); the cells go
+    into the Traffic card's rows as out-of-band swaps, or read as a list on their own.
+    """
+    services = list(dict.fromkeys(name for name in request.args.getlist("service") if name))
+    if len(services) > TRAFFIC_ROWS:
+        abort(400, f"service may be given at most {TRAFFIC_ROWS} times, not {len(services)}")
+    ctx = qd()
+    config = ctx.config.prometheus
+    problem = ""
+    lines: dict = {}
+    if config is None:
+        problem = "No [prometheus] source is configured: there is no history to draw."
+    elif services:
+
+        def fetch() -> tuple[dict, str]:
+            reader = PrometheusReader(config.url, config.range_timeout_s)
+            try:
+                return services_red_sparklines(reader, config, services, ctx.clock()), ""
+            except SourceUnavailable as exc:
+                return {}, f"Prometheus did not answer for the charts: {exc.reason}"
+            finally:
+                reader.close()
+
+        lines, problem = sparkline_cache().get((config.url, tuple(sorted(services))), fetch)
+    rows = []
+    for name in services:
+        charts = []
+        for key, label, fmt in OVERVIEW_FIGURES:
+            line = None if problem else sparkline_points(lines.get(key, {}).get(name) or [])
+            last = fmt.format(line["last"]) if line else ""
+            charts.append({"key": key, "label": label, "line": line, "last": last})
+        rows.append({"service": name, "spark_id": spark_id(name), "charts": charts})
+    return render_template(
+        "overview/_traffic_sparklines.html",
+        rows=rows,
+        problem=problem,
+        width=SPARK_W,
+        height=SPARK_H,
     )

@@ -102,11 +102,16 @@ def test_a_stalled_order_loses_its_key_to_the_retry_and_every_event_has_its_trac
     assert status not in (0, 409)
     events = _wait_for_kind(client, key, last_kind)
     kinds = [e["kind"] for e in events]
-    assert "renew_failed" in kinds  # the frozen watchdog woke to find the key gone or taken
+    if last_kind == "lock_expired":
+        # The order goes on after the stall (downstream calls), so the frozen watchdog wakes
+        # and finds the key gone or taken before the order completes.
+        assert "renew_failed" in kinds
+    # With the deadline passed the handler answers 504 and releases about 10 ms after the
+    # stall: on a busy machine that can come before the watchdog thread gets to run at all.
     frozen = {e["instance"] for e in events if e["kind"] in ("renew_failed", last_kind)}
-    assert len(frozen) == 1  # both from the instance that stalled
-    renew = next(e for e in events if e["kind"] == "renew_failed")
-    assert int(renew["held_ms"]) >= STALL_MS - 100 and renew["ttl_ms"] == "2000"
+    assert len(frozen) == 1  # all from the instance that stalled
+    for renew in (e for e in events if e["kind"] == "renew_failed"):
+        assert int(renew["held_ms"]) >= STALL_MS - 100 and renew["ttl_ms"] == "2000"
     # Each event carries the trace of the request it happened in, the watchdog's too.
     assert all(len(e.get("trace_id", "")) == 32 for e in events), events
     own = {e["trace_id"] for e in events if e["instance"] in frozen}

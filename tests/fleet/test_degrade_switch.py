@@ -114,16 +114,18 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def test_a_write_is_seen_within_a_second_through_the_blocking_query(double, make_switch):
+def test_a_write_wakes_the_blocking_query_long_before_its_wait_ends(double, make_switch):
     switch = make_switch(double, "orders", wait_s=30)
     assert switch.wait_ready(5)
     assert not switch.degraded and switch.level is None
     time.sleep(0.3)  # the watch is now blocked on the key's index (for up to 30 s)
     written_at = time.monotonic()
     double.kv_put(KEY, switch_json())
-    eventually(lambda: switch.is_off("recommendations"))
+    eventually(lambda: switch.is_off("recommendations"), timeout=20)
     seen_in = time.monotonic() - written_at
-    assert seen_in < 1.0, f"the write took {seen_in:.2f} s to be seen"
+    # The write wakes the blocked query: a switch that only saw it when the 30 s wait ran out
+    # would take 30 s. Ten leaves a slow machine its margin (no wall-clock bound under 2 s).
+    assert seen_in < 10.0, f"the write took {seen_in:.2f} s to be seen (the wait is 30 s)"
     state = switch.state
     assert state.level == "partial" and switch.level == "partial"
     assert state.features_off == {"recommendations"}

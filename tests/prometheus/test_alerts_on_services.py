@@ -12,7 +12,9 @@ from app.collection.registry import configured_sources
 from app.collection.runner import run_pass
 from app.config import AlertmanagerConfig, PrometheusConfig, StaticServiceConfig
 from app.factory import create_app
+from tests.conftest import sign_in
 from tests.fixtures.processes import free_port, wait_for
+from tests.web.test_service_pages import element, html_of
 
 SERVICES = (
     StaticServiceConfig(name="orders", instances=("10.0.0.5:8000",)),
@@ -46,7 +48,7 @@ def api(client, token: str, path: str) -> dict:
 
 
 def test_a_firing_alert_shows_on_its_service_and_a_stopped_prometheus_leaves_red_stale(
-    prometheus_factory, fleet_metrics, make_qd, make_token
+    prometheus_factory, fleet_metrics, make_qd, make_token, make_user
 ):
     fleet_metrics.serve("orders", per_tick=2, errors_in_ten=5)
     fleet_metrics.serve("payments", per_tick=1)
@@ -77,6 +79,17 @@ def test_a_firing_alert_shows_on_its_service_and_a_stopped_prometheus_leaves_red
     assert alert["silenced"] is False and alert["stale"] is False
     assert orders["red"]["rate_rps"] > 0 and orders["red"]["stale"] is False
     assert api(client, token, "/api/v1/services/payments")["alerts"] == []
+
+    # The pages say it too: on the service's Traffic card and in the Overview's firing alerts.
+    make_user("vera", "viewer")
+    assert sign_in(client, "vera").status_code == 302
+    on_service = element(html_of(client, "/services/orders"), "ul", 'id="alerts"')
+    assert 'data-alert="HighErrorRatio"' in on_service and "firing" in on_service
+    assert "orders answers 5xx" in on_service
+    assert 'data-alert="HighErrorRatio"' not in html_of(client, "/services/payments")
+    firing = element(html_of(client, "/"), "section", 'id="firing-alerts"')
+    assert 'data-alert="HighErrorRatio"' in firing and 'href="/services/orders"' in firing
+    assert "orders answers 5xx" in firing and "/services/payments" not in firing
     sources = {s["name"]: s for s in api(client, token, "/api/v1/sources")["sources"]}
     assert sources["prometheus"]["status"] == "ok"
     assert sources["prometheus"]["kind"] == "prometheus"
