@@ -111,6 +111,8 @@ def _print_blast(blast: dict[str, Any], out: TextIO) -> None:
     if blast.get("versions"):
         versions = "; ".join(f"{v}: {', '.join(ids)}" for v, ids in blast["versions"].items())
         print(f"  instances by version: {versions}", file=out)
+    if blast.get("release"):
+        print(f"  release: {blast['release']['from']} back to {blast['release']['to']}", file=out)
 
 
 def run_approve_command(

@@ -22,10 +22,11 @@ from sqlalchemy import select
 from app.actions.alertmanager import equal_matcher, silence_step
 from app.actions.blast import callers_of
 from app.actions.instances import INSTANCE_ACTIONS, PlannedAction, plan_instance_action
+from app.actions.params import PARAMETERS
 from app.actions.services import SERVICE_ACTIONS, parse_service_params, plan_service_action
 from app.actions.sources import ALERTMANAGER_SOURCE
 from app.actions.steps import ActionRefused, Adapter, execute_steps, read_before, undo_steps
-from app.actions.waiting import WAIT_PARAMS, add_wait_step, check_wait_params
+from app.actions.waiting import add_wait_step, check_wait_params
 from app.context import Quarterdeck
 from app.models import AuditEntry, Instance, Service
 from app.queries.sources import iso
@@ -103,7 +104,7 @@ def parse_action_request(body: Any, now=None) -> ActionRequest:
             if name in params and not isinstance(params[name], bool):
                 raise ActionRefused(422, "invalid", f"params.{name} must be true or false")
         check_wait_params(action, params)
-        unknown = sorted(set(params) - {"force", "silence", *WAIT_PARAMS})
+        unknown = sorted(set(params) - set(PARAMETERS[action]))
         if unknown:
             raise ActionRefused(
                 422, "invalid", f"params.{unknown[0]} is not a parameter of {action}"

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.actions.instances import PlannedAction
+from app.actions.params import PARAMETERS
 from app.actions.sources import CONSUL_SOURCE
 from app.actions.steps import ActionRefused, Adapter, Step, StepFailed
 from app.models import Instance, Service
@@ -35,13 +36,7 @@ MAX_WEIGHT = 256
 
 def parse_service_params(action: str, params: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     """Validate a service action's params; raise ActionRefused(422) naming the field."""
-    allowed = {
-        "degrade": {"level", "features_off", "until", "duration_s", "weight", "silence"},
-        "restore": {"weight"},
-        "canary": {"from", "to", "percent", "abort", "silence"},
-        "rollback": {"silence"},
-    }[action]
-    unknown = sorted(set(params) - allowed)
+    unknown = sorted(set(params) - set(PARAMETERS[action]))
     if unknown:
         raise ActionRefused(422, "invalid", f"params.{unknown[0]} is not a parameter of {action}")
     clean: dict[str, Any] = {}
@@ -84,7 +79,8 @@ def parse_service_params(action: str, params: Mapping[str, Any], now: datetime) 
         if clean["from"] == clean["to"]:
             raise ActionRefused(422, "invalid", "params.from and params.to must differ")
         abort = _boolean(params, "abort") if "abort" in params else False
-        if abort and "percent" in params:
+        # percent 0 is what an abort means: the parsed params of an abort parse again.
+        if abort and params.get("percent", 0) != 0:
             raise ActionRefused(422, "invalid", "params: an abort takes no percent")
         if not abort and "percent" not in params:
             raise ActionRefused(422, "invalid", "params.percent is needed (or abort=true)")
@@ -148,7 +144,7 @@ def plan_service_action(
     elif action == "canary":
         steps = _canary_steps(adapters, instances, members, params)
     else:
-        steps = _rollback_steps(adapters, instances, members, service, actor, now)
+        steps, release = _rollback_steps(adapters, instances, members, service, actor, now)
     versions: dict[str, list[str]] = {}
     for row in instances:
         versions.setdefault(row.version or "unknown", []).append(row.source_id)
@@ -158,6 +154,8 @@ def plan_service_action(
         "serving": sorted(r.source_id for r in instances if _serving(r)),
         "balancer_members": sum(len(m) for m in members.values()),
     }
+    if action == "rollback":
+        blast["release"] = release
     return PlannedAction(action, service, steps, blast)
 
 
@@ -287,7 +285,8 @@ def _canary_steps(adapters, instances, members, params) -> list[Step]:
     return steps
 
 
-def _rollback_steps(adapters, instances, members, service: str, actor: str, now) -> list[Step]:
+def _rollback_steps(adapters, instances, members, service: str, actor: str, now):
+    """The rollback's steps, and the release it goes {"from": active, "to": previous}."""
     consul = _consul(adapters)
     key = RELEASES_PREFIX + service
     try:
@@ -327,4 +326,4 @@ def _rollback_steps(adapters, instances, members, service: str, actor: str, now)
         "previous": bad,
         "history": history[-HISTORY_KEPT:],
     }
-    return [*steps, *drains, _kv_step(adapters, key, value)]
+    return [*steps, *drains, _kv_step(adapters, key, value)], {"from": bad, "to": good}

@@ -23,7 +23,6 @@ from app.queries.sources import iso
 from app.store.audit import lock_holder_entry, record_progress
 
 WAIT_SOURCE = "connections"
-WAIT_PARAMS = ("wait_for_zero", "wait_timeout_s")
 DEFAULT_TIMEOUT_S = 120
 # Below the target lock's 300 s, so a waiting drain never outlives its lock.
 MAX_TIMEOUT_S = 240

@@ -277,3 +277,21 @@ def _changed(steps: list | None) -> set[tuple[str, str, str]]:
         for name in step.get("set") or {}:
             found.add((step.get("source", ""), target, name))
     return found
+
+
+def latest_of(
+    db: Session, target: str, actions: tuple[str, ...], limit: int = 10
+) -> list[AuditEntry]:
+    """Return the newest finished rows of these actions on exactly this target."""
+    return list(
+        db.scalars(
+            select(AuditEntry)
+            .where(
+                AuditEntry.target == target,
+                AuditEntry.action.in_(actions),
+                AuditEntry.finished_at.is_not(None),
+            )
+            .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+            .limit(limit)
+        )
+    )

@@ -6,15 +6,18 @@ page opens the plan in a panel). Without JavaScript every step is a plain link o
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
 
 from app.actions.background import start_action, start_undo
 from app.actions.interrupted import recover_interrupted
+from app.actions.params import PARAMETERS
 from app.actions.running import (
     ACTIONS,
     ActionRequest,
@@ -22,6 +25,7 @@ from app.actions.running import (
     parse_action_request,
     plan_action,
 )
+from app.actions.services import SERVICE_ACTIONS
 from app.actions.sources import close_adapters, configured_adapters
 from app.actions.steps import ActionRefused, read_before, undo_steps
 from app.actions.waiting import DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S
@@ -40,7 +44,9 @@ PAGE_SIZE = 50
 API_FILTERS = ("actor", "action", "target", "status", "since", "until")
 STATUSES = ("running", "done", "partial", "failed", "interrupted")
 _ON = ("1", "true", "on", "yes")
-VERBS = {"drain": "Drain", "ready": "Ready", "undo drain": "Undo drain", "undo ready": "Undo ready"}
+_OFF = ("0", "false", "off", "no")
+VERBS = {"drain": "Drain", "ready": "Ready", "degrade": "Degrade", "restore": "Restore",
+         "canary": "Canary step", "rollback": "Roll back"}  # fmt: skip
 
 
 @bp.app_context_processor
@@ -59,24 +65,52 @@ def _render(page: str, part: str, status: int = 200, **context):
 
 def _request_from(args) -> ActionRequest:
     """Read the action asked for from a query string or a form; raise ActionRefused(422)."""
-    params: dict = {}
-    if (args.get("force") or "") in _ON:
-        params["force"] = True
-    if (args.get("wait_for_zero") or "") in _ON:
-        params["wait_for_zero"] = True
-        raw = (args.get("wait_timeout_s") or "").strip()
-        if raw:
-            if not (raw.isascii() and raw.isdigit() and len(raw) <= 6):
-                raise ActionRefused(
-                    422, "invalid", f"wait_timeout_s must be whole seconds, not {quote_input(raw)}"
-                )
-            params["wait_timeout_s"] = int(raw)
+    action = args.get("action") or ""
     target = {"service": args.get("service") or ""}
     if args.get("instance"):
         target["instance"] = args["instance"]
-    body = {"action": args.get("action") or "", "target": target, "params": params}
+    body = {"action": action, "target": target, "params": form_params(action, args)}
     body["reason"] = (args.get("reason") or "")[:1001]
-    return parse_action_request(body)
+    return parse_action_request(body, qd().clock())
+
+
+def form_params(action: str, args) -> dict[str, Any]:
+    """Read an action's params from form fields by its parameter schema (`PARAMETERS`).
+
+    Each field becomes the JSON the API takes — digits a number, on/off a boolean, a comma
+    list a list; an empty field is left out; anything else goes on as text, so the API's
+    validation refuses it with a message naming the field. Of repeated fields (a hidden
+    "0" before its checkbox) the last counts.
+    """
+    params: dict[str, Any] = {}
+    for name, param in PARAMETERS.get(action, {}).items():
+        values = [v.strip() for v in args.getlist(name)]
+        if param.kind == "list":
+            names = [n.strip() for v in values for n in v.replace("\n", ",").split(",")]
+            if any(names):
+                params[name] = [n for n in names if n]
+            continue
+        raw = values[-1] if values else ""
+        if not raw:
+            continue
+        if param.kind == "bool":
+            params[name] = True if raw in _ON else False if raw in _OFF else raw
+        elif param.kind == "whole" and raw.isascii() and raw.isdigit() and len(raw) <= 9:
+            params[name] = int(raw)
+        else:
+            params[name] = raw
+    for name, param in PARAMETERS.get(action, {}).items():
+        if param.needs and name in params and params.get(param.needs) is not True:
+            del params[name]
+    return params
+
+
+def _field_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, list):
+        return ", ".join(value)
+    return str(value)
 
 
 def _plan(req: ActionRequest):
@@ -85,12 +119,12 @@ def _plan(req: ActionRequest):
     adapters = configured_adapters(ctx.config)
     try:
         try:
-            return plan_action(ctx, adapters, req), False
+            return plan_action(ctx, adapters, req, g.identity.name), False
         except ActionRefused as exc:
             if exc.code != "last_healthy_instance":
                 raise
         forced = replace(req, params={**req.params, "force": True})
-        return plan_action(ctx, adapters, forced), True
+        return plan_action(ctx, adapters, forced, g.identity.name), True
     finally:
         close_adapters(adapters)
 
@@ -102,24 +136,51 @@ def needs_typed_name(req: ActionRequest, last_healthy: bool) -> bool:
 
 
 def _flow_args(req: ActionRequest) -> dict[str, str]:
+    """The request as the next part's link or hidden fields: its parsed params, so the run
+    does what the plan showed (a degrade's `until` as planned, not recomputed)."""
     args = {"action": req.action, "service": req.service}
     if req.instance:
         args["instance"] = req.instance
-    if req.params.get("wait_for_zero"):
-        args["wait_for_zero"] = "1"
-        if "wait_timeout_s" in req.params:
-            args["wait_timeout_s"] = str(req.params["wait_timeout_s"])
+    for name, value in req.params.items():
+        if name != "force" and name in PARAMETERS[req.action]:  # force: the confirmation's box
+            args[name] = _field_value(value)
+    if req.reason:
+        args["reason"] = req.reason
     return args
 
 
+def verb_of(req: ActionRequest) -> str:
+    """The action's verb as its buttons say it."""
+    if req.action == "canary" and req.params.get("abort"):
+        return "Abort canary"
+    return VERBS.get(req.action, req.action)
+
+
 def _refusal(exc: ActionRefused, args=None):
+    args = request.args if args is None else args
+    action = args.get("action") or ""
     return _render(
         "actions/refused.html",
         "actions/_refused.html",
         status=exc.status,
         error=exc,
-        back=_back_url(args or request.args),
+        back=_back_url(args),
+        retry=_retry(exc, args) if action in SERVICE_ACTIONS else None,
     )
+
+
+def _retry(exc: ActionRefused, args) -> dict[str, Any] | None:
+    """For a refused parameter, the form again with the values sent and the field marked."""
+    named = re.match(r"params(?:\.(\w+))?\b", exc.message)
+    if named is None:
+        return None
+    values = {}
+    for name, param in PARAMETERS[args["action"]].items():
+        sent = args.getlist(name)
+        if sent:
+            values[name] = ", ".join(sent) if param.kind == "list" else sent[-1]
+    kept = {k: args.get(k) or "" for k in ("action", "service", "reason")}
+    return {"bad": named.group(1) or "params", "fields": values, "args": kept}
 
 
 def _back_url(args) -> str:
@@ -144,9 +205,10 @@ def plan():
         plan_json=[s.to_json() for s in planned.steps],
         last_healthy=last_healthy,
         args=_flow_args(req),
-        verb=VERBS.get(req.action, req.action),
+        verb=verb_of(req),
         default_timeout=DEFAULT_TIMEOUT_S,
         max_timeout=MAX_TIMEOUT_S,
+        silence_offered=qd().config.alertmanager is not None,
     )
 
 
@@ -173,7 +235,7 @@ def _confirm_page(req, planned, last_healthy, error=None, status=200, form=None)
         last_healthy=last_healthy,
         typed_name=needs_typed_name(req, last_healthy),
         args=_flow_args(req),
-        verb=VERBS.get(req.action, req.action),
+        verb=verb_of(req),
         error=error,
         form=form or {},
         request_key=(form or {}).get("request_key") or secrets.token_urlsafe(18),

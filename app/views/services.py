@@ -6,13 +6,13 @@ import re
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, g, render_template, request, url_for
+from flask import Blueprint, abort, render_template, request, url_for
 from markupsafe import Markup, escape
 
 from app.auth.access import require
-from app.auth.accounts import role_at_least
 from app.queries.probes import probe_timeline
 from app.queries.releases import compare_releases, list_releases, release_json
+from app.queries.service_actions import canary_choice, degrade_switch
 from app.queries.service_view import service_view_json
 from app.queries.services import (
     HEALTH_FILTERS,
@@ -159,6 +159,8 @@ def detail(name: str):
         slo = [slo_json(state, ctx.clock()) for state in current_slo(ctx, db, [name])]
         release_rows, releases_total = list_releases(db, name, limit=RELEASE_ROWS)
         comparison = compare_releases(db, name, ctx.clock())
+        switch = degrade_switch(db, name, ctx.clock())
+    releases = [release_json(r) for r in release_rows]
     catalog = ctx.config.catalog
     meta = found.service.meta or {}
     about = [
@@ -179,10 +181,16 @@ def detail(name: str):
         probe_timelines=probe_timelines,
         slo=slo,
         burn_windows=list(BURN_WINDOWS),
-        releases=[release_json(r) for r in release_rows],
+        releases=releases,
         releases_total=releases_total,
         comparison=comparison,
-        can_roll_back=role_at_least(g.identity.role, "operator"),
+        service_acts={
+            "switch": switch,
+            "canary": canary_choice(view["instances"], releases),
+            "consul": ctx.config.consul is not None,
+            "alertmanager": ctx.config.alertmanager is not None,
+            "kv_release": {r["kv_role"]: r["version"] for r in releases if r["kv_role"]},
+        },
     )
 
 

@@ -292,7 +292,7 @@ def test_the_page_follows_its_live_topic_and_a_source_going_stale(make_qd, make_
     client = create_app(qd=qd).test_client()
     sign_in(client, "vera")
     page = html_of(client, "/services/orders")
-    assert 'data-live-topic="service:orders sources"' in page
+    assert 'data-live-topic="service:orders sources actions"' in page
     collector = configured_sources(qd.config, qd.clock)[0].collector
     try:
         assert not run_pass(qd, collector).ok

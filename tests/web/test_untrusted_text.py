@@ -149,7 +149,11 @@ def test_a_live_change_refreshes_the_right_service_page_and_stays_inert(hostile,
         # A mark that an outerHTML swap of the region would remove.
         tab.evaluate("document.getElementById('service-detail').dataset.mark = 'before'")
     topic = page.locator("#service-detail").get_attribute("data-live-topic")
-    assert topic.split() == ["service:pay%20ments%20%27q%27%20%22d%22%20%3Fx%3D1%23frag", "sources"]
+    assert topic.split() == [
+        "service:pay%20ments%20%27q%27%20%22d%22%20%3Fx%3D1%23frag",
+        "sources",
+        "actions",
+    ]
     assert page.locator("h1 [data-health=critical]").count() == 1
 
     source.services = [
