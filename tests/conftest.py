@@ -98,11 +98,14 @@ def pytest_collection_modifyitems(config, items):
     """Group the tests for pytest-xdist's `--dist loadgroup` (scripts/test.sh runs workers).
 
     Each module runs whole on one worker, so its module-scoped servers start once; every test
-    of the real demo fleet (tests/demo) runs on one worker, so one fleet serves them all.
+    of the real demo fleet (tests/demo) runs on one worker, so one fleet serves them all. A
+    module marked `spread` (long tests, nothing module-scoped) gives each test its own group.
     """
     for item in items:
         relative = Path(item.path).resolve().relative_to(TESTS_DIR)
         group = "demo" if relative.parts[0] == "demo" else relative.as_posix()
+        if item.get_closest_marker("spread"):
+            group = item.nodeid
         item.add_marker(pytest.mark.xdist_group(group))
 
 

@@ -22,6 +22,9 @@ from app.models import Base
 from app.store import migrate
 from app.store.db import create_store_engine
 
+# Each test walks every revision: they run on different workers.
+pytestmark = pytest.mark.spread
+
 ROWS_PER_FILL = 3
 
 

@@ -35,9 +35,11 @@ def signed_in_client():
 
 
 @pytest.fixture
-def pages(make_qd, store_url, signed_in_client):
-    """A Quarterdeck on the pages' fixed clock, and a viewer's client of it (both stores)."""
-    qd = make_qd(store_url)
+def pages(make_qd, signed_in_client):
+    """A Quarterdeck on the pages' fixed clock, and a viewer's client of it (both stores).
+
+    The store is the app's (`app_store_url`: both stores under tests/web), once per store."""
+    qd = make_qd()
     qd.clock = lambda: NOW
     return qd, signed_in_client(qd)
 
@@ -62,10 +64,10 @@ def rows_of(html: str, section_id: str) -> list[str]:
 
 
 def test_unknown_services_are_listed_under_needs_attention_with_the_reason(
-    make_qd, store_url, signed_in_client
+    make_qd, signed_in_client
 ):
     qd = make_qd(
-        store_url,
+        None,
         static_services=(StaticServiceConfig(name="billing-export", instances=("10.0.0.9:9100",)),),
     )
     collect(qd)
@@ -170,9 +172,9 @@ def source_row(html: str, name: str) -> str:
 
 
 def test_a_watched_source_says_when_it_last_answered_and_shows_its_stale_threshold(
-    make_qd, store_url, signed_in_client, consul_fleet
+    make_qd, signed_in_client, consul_fleet
 ):
-    qd = consul_and_static(make_qd, store_url, consul_fleet)
+    qd = consul_and_static(make_qd, None, consul_fleet)
     collect(qd)
     client = signed_in_client(qd)
     page = html_of(client, "/sources")
@@ -200,9 +202,9 @@ def test_a_watched_source_says_when_it_last_answered_and_shows_its_stale_thresho
 
 
 def test_a_watched_source_that_stopped_answering_is_overdue_then_not_watching(
-    make_qd, store_url, signed_in_client, consul_fleet
+    make_qd, signed_in_client, consul_fleet
 ):
-    qd = consul_and_static(make_qd, store_url, consul_fleet)
+    qd = consul_and_static(make_qd, None, consul_fleet)
     collect(qd)
     client = signed_in_client(qd)
     # Past the threshold with no answer: still watching, but overdue, and stale.
@@ -220,9 +222,9 @@ def test_a_watched_source_that_stopped_answering_is_overdue_then_not_watching(
 
 
 def test_a_watched_source_whose_answers_the_store_refuses_still_says_when_it_answered(
-    make_qd, store_url, signed_in_client, consul_fleet
+    make_qd, signed_in_client, consul_fleet
 ):
-    qd = consul_and_static(make_qd, store_url, consul_fleet)
+    qd = consul_and_static(make_qd, None, consul_fleet)
     collect(qd)
     # What the runner holds when Consul answered but the store refused the run record.
     started = datetime.now(UTC).replace(microsecond=0)
