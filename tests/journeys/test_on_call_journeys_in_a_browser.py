@@ -159,8 +159,13 @@ def test_triage_from_the_overview_to_the_worst_services_traces_and_its_place_on_
     shot(page, "triage", "4-trace")
 
     page.goto(f"{demo.url}/map?service={service}")
-    page.wait_for_selector("figure[data-map-nodes]")
-    assert int(page.get_attribute("figure[data-map-nodes]", "data-map-nodes")) >= 2
+
+    def drawn_with_a_neighbour():
+        page.wait_for_selector("figure[data-map-nodes]")
+        return int(page.get_attribute("figure[data-map-nodes]", "data-map-nodes")) >= 2
+
+    # Its edges come from the first traces and scrapes: the first seconds may have none yet.
+    until(page, drawn_with_a_neighbour, "a neighbour on the map", 90)
     assert service in page.get_attribute("figure[data-map-nodes]", "data-map-query")
     shot(page, "triage", "5-map")
     assert page.errors == []
