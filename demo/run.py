@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 DEMO_ADMIN = "admin"
 CONFIG_NAME = "quarterdeck.toml"
 RUNBOOKS_NAME = "runbooks.yaml"
-# The demo's runbooks and two rules that only propose: an operator approves (docs/runbooks.md).
+# The demo's runbooks, two rules that only propose (an operator approves: docs/runbooks.md),
+# SLOs for orders and payments, and an on-demand handoff report.
 DEMO_RUNBOOKS = """\
 runbooks:
   evacuate:
@@ -45,7 +46,7 @@ runbooks:
     steps:
       - action: rollback
 """
-DEMO_RULES = """
+DEMO_OPERATIONS = """
 [runbooks]
 file = "runbooks.yaml"
 
@@ -62,6 +63,22 @@ when = "release_worse"
 for_s = 30
 runbook = "roll-back"
 mode = "propose"
+
+[[slo]]
+service = "orders"
+objective = 99.0
+sli = "spans"
+latency_ms = 300
+latency_objective = 95.0
+
+[[slo]]
+service = "payments"
+objective = 99.5
+sli = "checks"
+
+[[reports]]
+name = "handoff"
+period_h = 12
 """
 FLEET_SERVICES = "gateway, orders, payments, inventory and push"
 
@@ -106,7 +123,9 @@ def write_demo_config(workdir: Path, bind: str, consul_url: str, sources: str = 
         "[[static_services]]\n"
         'name = "legacy-billing"\n'
         'instances = ["127.0.0.1:9301", "127.0.0.1:9302"]\n'
-        'tags = ["static", "version=2024.3"]\n' + DEMO_RULES + (f"\n{sources}" if sources else ""),
+        'tags = ["static", "version=2024.3"]\n'
+        + DEMO_OPERATIONS
+        + (f"\n{sources}" if sources else ""),
         encoding="utf-8",
     )
     return path

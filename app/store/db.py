@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import weakref
 from collections.abc import Iterator
 
 from sqlalchemy import create_engine, event
@@ -81,6 +82,9 @@ class Store:
             self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False
         )
         self.write_probe = WriteProbe(self.engine)
+        # A store dropped without dispose() still closes its pooled connections, rather than
+        # leaving them to the garbage collector (psycopg warns of each one deleted open).
+        weakref.finalize(self, self.engine.dispose)
 
     @property
     def dialect(self) -> str:

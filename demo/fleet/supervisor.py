@@ -154,8 +154,18 @@ class DemoFleet:
         return f"redis://{LOOPBACK}:{self.redis_port}/0"
 
     def quarterdeck_config(self) -> str:
-        """The TOML sections that point Quarterdeck's collectors at this fleet's tools."""
-        parts = []
+        """The TOML sections that point Quarterdeck at this fleet: its tools, a checkout probe."""
+        # A business probe: one checkout through the gateway, as a customer would place it.
+        parts = [
+            "[[probes]]\n"
+            'name = "checkout"\n'
+            'service = "gateway"\n'
+            f"url = {_toml(self.gateway_urls()[0] + '/api/checkout')}\n"
+            "interval_s = 30\n"
+            "timeout_ms = 2000\n"
+            "expect_status = 200\n"
+            "latency_budget_ms = 800\n"
+        ]
         if "redis-server" in self.binaries:
             parts.append(f"[redis]\nurl = {_toml(self.redis_url)}\n")
         if "prometheus" in self.binaries:

@@ -13,7 +13,11 @@ from tests.fixtures.processes import require_binary
 def test_a_fleet_without_tools_is_reached_directly_and_configures_no_tool(tmp_path):
     fleet = DemoFleet(tmp_path, "http://127.0.0.1:1", tools=())
     assert fleet.missing == ["haproxy", "nginx", "prometheus", "redis-server"]
-    assert fleet.quarterdeck_config() == ""
+    # Only the business probe of the gateway's checkout, which needs no tool.
+    config = parse_config(tomllib.loads(fleet.quarterdeck_config()))
+    (probe,) = config.probes
+    assert (probe.service, probe.url) == ("gateway", fleet.gateway_urls()[0] + "/api/checkout")
+    assert config.prometheus is None and config.haproxy == () and config.nginx == ()
     gateways = [i for i in fleet.instances if i.service == "gateway"]
     assert fleet.gateway_urls() == [i.url for i in gateways]
     pushes = [i for i in fleet.instances if i.service == "push"]
