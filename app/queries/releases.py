@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from app.models import IdemEventRow, ProbeResultRow, Release
+from app.models import IdemEventRow, ProbeResultRow, Release, Service
 from app.queries.sources import iso
 from app.queries.span_red import service_span_red
 
@@ -91,16 +91,28 @@ def current_and_previous(rows: Sequence[Release]) -> tuple[Release | None, Relea
     return current, previous
 
 
+def _whole_minutes(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The whole minutes within [start, end): span rows hold minutes, and the minute a release
+    started in holds both versions' requests, so it counts for neither."""
+    floor = start.replace(second=0, microsecond=0)
+    first = floor if floor == start else floor + timedelta(minutes=1)
+    return first, end.replace(second=0, microsecond=0)
+
+
 def _figures(db: Session, service: str, start: datetime, end: datetime) -> dict:
-    red = service_span_red(db, service, start, end) if end > start else None
+    first, last = _whole_minutes(start, end)
+    red = service_span_red(db, service, first, last) if last > first else None
+    empty = end <= start
     hours = max((end - start).total_seconds() / 3600, 1 / 60)
     start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
-    conflicts = db.scalar(
-        select(func.count())
-        .select_from(IdemEventRow)
-        .where(IdemEventRow.service == service, IdemEventRow.malformed.is_(False))
-        .where(IdemEventRow.at_ms >= start_ms, IdemEventRow.at_ms < end_ms)
-    )
+    conflicts = 0
+    if not empty:
+        conflicts = db.scalar(
+            select(func.count())
+            .select_from(IdemEventRow)
+            .where(IdemEventRow.service == service, IdemEventRow.malformed.is_(False))
+            .where(IdemEventRow.at_ms >= start_ms, IdemEventRow.at_ms < end_ms)
+        )
     passed = func.sum(case((ProbeResultRow.ok.is_(True), 1), else_=0))
     ok, runs = db.execute(
         select(passed, func.count())
@@ -112,9 +124,12 @@ def _figures(db: Session, service: str, start: datetime, end: datetime) -> dict:
         "p95_ms": red.p95_ms if red is not None else None,
         "requests": red.count if red is not None else 0,
         "conflicts": conflicts or 0,
-        "conflicts_per_h": (conflicts or 0) / hours,
+        # No stretch of time observed: no rate (rather than 0 per hour, which reads as better).
+        "conflicts_per_h": None if empty else (conflicts or 0) / hours,
         "probe_runs": runs or 0,
         "probe_availability": (ok or 0) / runs if runs else None,
+        "from": iso(start),
+        "until": iso(end),
     }
 
 
@@ -134,8 +149,15 @@ def compare_releases(db: Session, service: str, now: datetime) -> dict | None:
     current, previous = current_and_previous(rows)
     if current is None or previous is None:
         return None
+    # A previous release that started after the current one: the current is an older version
+    # active again (a rollback). Its stretch since then is not known, so nothing is compared.
+    rolled_back = previous.started_at > current.started_at
+    # What the store has not watched is no figure: the previous release's stretch starts no
+    # earlier than the service was first seen (a fresh store knows nothing from before).
+    known_since = db.scalar(select(Service.first_seen_at).where(Service.name == service))
+    start = max(previous.started_at, known_since) if known_since else previous.started_at
     # The previous release's stretch ends where the current one began.
-    before = _figures(db, service, previous.started_at, current.started_at)
+    before = _figures(db, service, start, current.started_at)
     after = _figures(db, service, current.started_at, now)
     figures = []
     for key in WORSE_IF:
@@ -143,15 +165,16 @@ def compare_releases(db: Session, service: str, now: datetime) -> dict | None:
             {
                 "name": key,
                 "label": LABELS[key],
-                "current": after[key],
-                "previous": before[key],
-                "worse": is_worse(key, after[key], before[key]),
+                "current": None if rolled_back else after[key],
+                "previous": None if rolled_back else before[key],
+                "worse": not rolled_back and is_worse(key, after[key], before[key]),
             }
         )
     return {
         "service": service,
         "current": release_json(current),
         "previous": release_json(previous),
+        "rolled_back": rolled_back,
         "figures": figures,
         "evidence": {"current": after, "previous": before},
         "worse": any(f["worse"] for f in figures),

@@ -122,7 +122,9 @@ def decide(
                 f"(max_per_hour = {rule.max_per_hour})",
             )
         try:
-            planned = plan_runbook(qd, adapters, runbook, service, instance, _reason(rule))
+            planned = plan_runbook(
+                qd, adapters, runbook, service, instance, _reason(rule), actor=f"rule:{rule.name}"
+            )
         except ActionRefused as exc:
             raise Refusal(exc.code, exc.message) from exc
     except Refusal as refusal:

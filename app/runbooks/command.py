@@ -53,7 +53,9 @@ def run_runbook_command(
     try:
         runbook = find_runbook(qd, name)
         service, instance = parse_target(target, runbook)
-        planned = plan_runbook(qd, adapters, runbook, service, instance, reason.strip(), force)
+        planned = plan_runbook(
+            qd, adapters, runbook, service, instance, reason.strip(), force, actor
+        )
         print(f"plan: runbook {name} on {planned.target}", file=out)
         for part in planned.parts:
             print(f"  {part.number}. {part.describe()}", file=out)

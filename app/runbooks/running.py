@@ -167,8 +167,13 @@ def plan_runbook(
     instance: str | None,
     reason: str = "",
     force: bool = False,
+    actor: str = "",
 ) -> PlannedRunbook:
-    """Plan every step before anything happens; raise ActionRefused naming the step."""
+    """Plan every step before anything happens; raise ActionRefused naming the step.
+
+    `actor` is who will run it: the steps that record their author (a degrade switch's and a
+    releases key's `by`, a silence's `createdBy`) name them.
+    """
     parts: list[PlannedPart] = []
     for number, step in enumerate(runbook.steps, start=1):
         part = PlannedPart(number, step)
@@ -181,7 +186,7 @@ def plan_runbook(
                     # As the API does: defaults filled in, a degrade's `until` counted from now.
                     params = parse_service_params(step.action, params, qd.clock())
                 request = ActionRequest(step.action, service, instance, params, reason)
-                planned = plan_action(qd, adapters, request)
+                planned = plan_action(qd, adapters, request, actor)
             except ActionRefused as exc:
                 if exc.code != "nothing_to_change" or not step.only:
                     raise ActionRefused(
@@ -239,13 +244,15 @@ def submit_runbook(
     runbook = find_runbook(qd, name)
     service, instance = parse_target(target, runbook)
     if dry_run:
-        return plan_runbook(qd, adapters, runbook, service, instance, reason, force).to_json()
+        return plan_runbook(
+            qd, adapters, runbook, service, instance, reason, force, actor
+        ).to_json()
     if idempotency_key is not None:
         target = f"{service}/{instance}" if instance else service
         earlier = earlier_run(qd, actor, idempotency_key, "runbook", target, runbook.name)
         if earlier is not None:
             return earlier
-    planned = plan_runbook(qd, adapters, runbook, service, instance, reason, force)
+    planned = plan_runbook(qd, adapters, runbook, service, instance, reason, force, actor)
     return execute_runbook(qd, adapters, actor, planned, reason, idempotency_key, evidence, sleep)
 
 

@@ -94,13 +94,16 @@ def test_a_runbook_runs_every_step_in_order_as_one_audit_entry(book, adapters):
     assert result["undo_url"] == f"/api/v1/actions/{result['id']}/undo"
 
 
-def test_a_service_runbook_degrades_with_the_actions_defaults_and_its_undo_restores(book, adapters):
+def test_a_service_runbook_degrades_with_the_actions_defaults_its_runner_and_its_undo_restores(
+    book, adapters
+):
     result = submit_runbook(book.qd, adapters, "alice", "shed", "web", reason="overload")
 
     assert result["status"] == "done", result["steps"]
     switch = book.kv("quarterdeck/degrade/web")
     assert (switch["level"], switch["features_off"]) == ("degraded", ["recommendations"])
     assert switch["until"] > result["at"]  # an hour from now, the degrade action's default
+    assert switch["by"] == "alice"  # who ran the runbook, as a degrade from the API says
     undo = undo_action(book.qd, adapters, "bob", result["id"])
     assert undo["status"] == "done", undo["steps"]
     assert book.kv("quarterdeck/degrade/web") is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from app.models import Release
+from app.models import IdemEventRow, Release
 from app.rules.conditions import RULE_CONDITIONS
 from demo.run import demo_config, write_demo_config
 from tests.releases.test_releases_from_consul import span_minutes
@@ -74,3 +74,65 @@ def test_the_demo_proposes_rolling_back_a_bad_release_with_a_service_runbook(tmp
     book = config.runbook_book["roll-back"]
     assert book.target == "service"
     assert [step.action for step in book.steps] == ["rollback"]
+
+
+def known_since(qd, at: datetime) -> None:
+    """The catalog has watched orders since `at` (a store that started then)."""
+    from app.models import Service
+
+    with qd.store.session(write=True) as db:
+        db.add(Service(name="orders", source="consul", first_seen_at=at, observed_at=at,
+                       changed_at=at))  # fmt: skip
+
+
+def compare(qd):
+    from app.queries.releases import compare_releases
+
+    with qd.store.session() as db:
+        return compare_releases(db, "orders", NOW)
+
+
+def test_the_minute_a_release_started_in_counts_for_neither_version(qd):
+    started = NOW - timedelta(minutes=20, seconds=-30)  # half a minute into a minute
+    releases(qd, current_at=started, previous_at=NOW - timedelta(hours=2))
+    span_minutes(qd, NOW - timedelta(minutes=80), 59, count=100, errors=1, bucket=3)
+    # The boundary minute: the old build's last requests and the new one's first, all failing.
+    span_minutes(qd, started.replace(second=0), 1, count=100, errors=100, bucket=3)
+    span_minutes(qd, started.replace(second=0) + timedelta(minutes=1), 19, count=100, errors=1,
+                 bucket=3)  # fmt: skip
+
+    comparison = compare(qd)
+
+    figures = {f["name"]: f for f in comparison["figures"]}
+    assert figures["error_ratio"]["previous"] == figures["error_ratio"]["current"] == 0.01
+    assert not comparison["worse"]
+
+
+def test_only_the_time_the_store_watched_counts_for_the_previous_release(qd):
+    # The previous release went out two days ago, but the store has watched for 20 minutes:
+    # the same conflicts a minute before and after the new release are the same rate.
+    releases(qd, current_at=NOW - timedelta(minutes=10), previous_at=NOW - timedelta(days=2))
+    known_since(qd, NOW - timedelta(minutes=20))
+    with qd.store.session(write=True) as db:
+        for n, minutes_ago in enumerate([*range(11, 21), *range(1, 11)]):
+            at_ms = int((NOW - timedelta(minutes=minutes_ago)).timestamp() * 1000)
+            db.add(IdemEventRow(stream="s", entry_id=f"1-{n}", at_ms=at_ms, service="orders",
+                                key=f"k{n}", kind="duplicate_inflight"))  # fmt: skip
+
+    figures = {f["name"]: f for f in compare(qd)["figures"]}
+
+    assert figures["conflicts_per_h"]["previous"] == figures["conflicts_per_h"]["current"] == 60
+    assert not figures["conflicts_per_h"]["worse"]
+
+
+def test_after_a_rollback_the_older_release_active_again_is_compared_with_nothing(qd):
+    # The releases key names 2.4.1 active again and the newer candidate previous.
+    releases(qd, current_at=NOW - timedelta(days=2), previous_at=NOW - timedelta(minutes=30))
+    span_minutes(qd, NOW - timedelta(minutes=30), 30, count=100, errors=40, bucket=3)
+
+    comparison = compare(qd)
+
+    assert comparison["rolled_back"] is True
+    assert not comparison["worse"] and comparison["worse_in"] == []
+    assert all(f["current"] is None and f["previous"] is None for f in comparison["figures"])
+    assert find(qd) == {}  # and so the rule proposes nothing
