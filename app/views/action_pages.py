@@ -430,7 +430,11 @@ def index():
         flt=flt,
         pages=pages,
         statuses=STATUSES,
-        actions=sorted({*ACTIONS, *(f"undo {a}" for a in ACTIONS)}),
+        # Every kind the audit holds: actions and their undos, runbook runs (and their undo),
+        # and rules' decisions.
+        actions=sorted(
+            {*ACTIONS, *(f"undo {a}" for a in ACTIONS), "runbook", "undo runbook", "rule"}
+        ),  # fmt: skip
         live_src=url_for("action_pages.index", **kept, **({"offset": offset} if offset else {})),
         api_url=url_for("actions.audit", **{k: v for k, v in kept.items() if k in API_FILTERS}),
     )

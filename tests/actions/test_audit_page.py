@@ -78,6 +78,9 @@ def test_filters_narrow_the_list_and_live_in_the_query_string(audited):
     page = audited.get("/actions?actor=bob").get_data(as_text=True)
     assert ids_on(page) == [f"{5:032x}", f"{6:032x}"]
     assert 'name="actor" value="bob"' in page
+    # The action filter offers every kind the audit holds, runbook runs and rules' decisions too.
+    for kind in ("drain", "undo drain", "runbook", "undo runbook", "rule"):
+        assert f'<option value="{kind}"' in page, kind
 
     partial = audited.get("/actions?status=partial").get_data(as_text=True)
     assert ids_on(partial) == [f"{5:032x}"]

@@ -185,3 +185,8 @@ def test_the_overview_shows_a_waiting_proposal_with_approve_for_operators(api, f
 
     assert "Rules propose" in text
     assert "web/web-1" in text and "Approve</button>" in text
+    # Its details list what approving would change, row by row.
+    plan = text[
+        text.index("data-proposal-plan") : text.index("</ol>", text.index("data-proposal-plan"))
+    ]
+    assert "<strong>consul</strong>: consul: PUT" in plan and "maintenance/web-1" in plan
