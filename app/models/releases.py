@@ -18,7 +18,7 @@ class Release(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     service: Mapped[str] = mapped_column(String(255))
     version: Mapped[str] = mapped_column(String(100))
-    # The earliest of: an instance running it first seen, the releases key's history `at`.
+    # The earliest of: an instance first seen running it, the releases key's history `at`.
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # "catalog" (an instance's Meta.version / version= tag), "kv" (the releases key), or both.

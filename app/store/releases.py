@@ -23,8 +23,10 @@ def _seen_in(row: Release, where: str) -> None:
 def record_catalog_releases(db: Session, now: datetime) -> int:
     """Add a release for each (service, version) an instance runs; return how many are new.
 
-    A new release starts when its first instance was first seen (or now, for instances
-    recorded before that column existed). Flush, don't commit.
+    A service's first release starts when its first instance was first seen (or now, for
+    instances recorded before that column existed); a later one starts now, when an instance is
+    first seen running it: an in-place upgrade keeps the instance's ID, so its first sighting
+    belongs to the version it ran then. Flush, don't commit.
     """
     running = db.execute(
         select(
@@ -38,6 +40,7 @@ def record_catalog_releases(db: Session, now: datetime) -> int:
         .group_by(Service.name, Instance.version)
     ).all()
     known = {(r.service, r.version): r for r in db.scalars(select(Release))}
+    had_releases = {service for service, _ in known}
     added = 0
     live: set[tuple[str, str]] = set()
     for service, version, count, first_seen_at in running:
@@ -45,7 +48,7 @@ def record_catalog_releases(db: Session, now: datetime) -> int:
         live.add((service, version))
         row = known.get((service, version))
         if row is None:
-            started = first_seen_at or now
+            started = (first_seen_at or now) if service not in had_releases else now
             row = Release(
                 service=service, version=version, started_at=started, last_seen_at=now,
                 seen_in="catalog", by="", kv_role="", instances=count,
@@ -54,8 +57,6 @@ def record_catalog_releases(db: Session, now: datetime) -> int:
             known[(service, version)] = row
             added += 1
             continue
-        if first_seen_at is not None and first_seen_at < row.started_at:
-            row.started_at = first_seen_at
         # Every pass sees every running release: write the time only once a minute.
         if row.instances != count or now - row.last_seen_at >= LAST_SEEN_STEP:
             row.last_seen_at = now

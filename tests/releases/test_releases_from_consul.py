@@ -164,3 +164,31 @@ def test_a_bad_limit_is_a_400_naming_it(make_qd):
     )
     assert response.status_code == 400
     assert "limit" in response.json["error"]["message"]
+
+
+def test_an_in_place_upgrade_starts_its_release_when_the_new_version_is_seen(
+    double, make_consul_qd, make_collector, collect_until
+):
+    # The same instance ID re-registers with the new version, as a rolling deploy does: its
+    # first sighting (under v1) says nothing about when v2 went out.
+    clock = [T0]
+    qd = make_consul_qd()
+    qd.clock = lambda: clock[0]
+    double.register_node("node-a", "10.0.0.5")
+    register(double, "orders-1", meta={"version": "v1"})
+    collector = make_collector(qd)
+    assert run_pass(qd, collector).ok
+    assert track_releases(qd).ok
+
+    clock[0] = T1
+    register(double, "orders-1", meta={"version": "v2"})
+    with qd.store.session() as db:
+        token = create_token(db, "ci", "viewer")
+
+    def v2_seen():
+        return [r["version"] for r in api(create_app(qd=qd).test_client(), token)["releases"]]
+
+    collect_until(qd, collector, lambda: track_releases(qd).ok and "v2" in v2_seen())
+    v2, v1 = api(create_app(qd=qd).test_client(), token, "?service=orders")["releases"]
+    assert (v1["version"], v1["started_at"]) == ("v1", T0.isoformat().replace("+00:00", "Z"))
+    assert (v2["version"], v2["started_at"]) == ("v2", T1.isoformat().replace("+00:00", "Z"))
