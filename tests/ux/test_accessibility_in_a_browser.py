@@ -1,5 +1,5 @@
-"""Every page, signed in and signed out, in light and dark: axe-core finds no serious or
-critical violation (screenshots in test-artifacts/ux/)."""
+"""Every page, signed in and signed out, in light and dark, and the main ones on a phone:
+axe-core finds no serious or critical violation (screenshots in test-artifacts/ux/)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,27 @@ def test_no_signed_in_page_has_a_serious_violation(ux_site, browser, scheme):
             page.goto(f"{ux_site.url}{path}")
             settle(page)
             page.screenshot(path=str(ARTIFACTS / f"axe-{scheme}-{name}.png"), full_page=True)
+            violations = serious_violations(page, ux_site.url)
+            if violations:
+                found[name] = describe(violations)
+    finally:
+        context.close()
+    assert not found, "\n".join(f"{name}:\n{text}" for name, text in found.items())
+
+
+# On a phone the bar and the tables take other shapes (the brand's name hidden, cards).
+PHONE_PAGES = ("overview", "services", "service", "push", "idempotency", "actions", "reports")
+
+
+def test_on_a_phone_the_main_pages_have_no_serious_violation(ux_site, browser):
+    context, page = sign_in(browser, ux_site, width=390, height=844)
+    found = {}
+    try:
+        for name, path in signed_in_pages(ux_site).items():
+            if name not in PHONE_PAGES:
+                continue
+            page.goto(f"{ux_site.url}{path}")
+            settle(page)
             violations = serious_violations(page, ux_site.url)
             if violations:
                 found[name] = describe(violations)
