@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from app.models import IdemEventRow, ProbeResultRow, Release, Service
+from app.models import IdemEventRow, ProbeResultRow, Release
 from app.queries.sources import iso
 from app.queries.span_red import service_span_red
 
@@ -99,11 +99,22 @@ def _whole_minutes(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     return first, end.replace(second=0, microsecond=0)
 
 
-def _figures(db: Session, service: str, start: datetime, end: datetime) -> dict:
+def _conflicts_watched_since(db: Session) -> datetime | None:
+    """When the store's idempotency events begin: before that, no conflict could be seen."""
+    first_ms = db.scalar(select(func.min(IdemEventRow.at_ms)))
+    return None if first_ms is None else datetime.fromtimestamp(first_ms / 1000, tz=UTC)
+
+
+def _figures(
+    db: Session, service: str, start: datetime, end: datetime, watched: datetime | None
+) -> dict:
     first, last = _whole_minutes(start, end)
     red = service_span_red(db, service, first, last) if last > first else None
-    empty = end <= start
-    hours = max((end - start).total_seconds() / 3600, 1 / 60)
+    # Conflicts per hour of the time events were collected in (a fresh store, or Redis added
+    # later, has watched only part of an old release's stretch).
+    counted_from = max(start, watched) if watched is not None else start
+    empty = end <= counted_from
+    hours = max((end - counted_from).total_seconds() / 3600, 1 / 60)
     start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
     conflicts = 0
     if not empty:
@@ -152,13 +163,10 @@ def compare_releases(db: Session, service: str, now: datetime) -> dict | None:
     # A previous release that started after the current one: the current is an older version
     # active again (a rollback). Its stretch since then is not known, so nothing is compared.
     rolled_back = previous.started_at > current.started_at
-    # What the store has not watched is no figure: the previous release's stretch starts no
-    # earlier than the service was first seen (a fresh store knows nothing from before).
-    known_since = db.scalar(select(Service.first_seen_at).where(Service.name == service))
-    start = max(previous.started_at, known_since) if known_since else previous.started_at
     # The previous release's stretch ends where the current one began.
-    before = _figures(db, service, start, current.started_at)
-    after = _figures(db, service, current.started_at, now)
+    watched = _conflicts_watched_since(db)
+    before = _figures(db, service, previous.started_at, current.started_at, watched)
+    after = _figures(db, service, current.started_at, now, watched)
     figures = []
     for key in WORSE_IF:
         figures.append(
