@@ -172,7 +172,9 @@ class CollectionService:
             if close is not None:
                 close()  # ends a pending blocking query early
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+            # Wait for the jobs running now: one left running past stop() writes to a store
+            # its owner is about to dispose (its connection then outlives the pool).
+            self.scheduler.shutdown(wait=True)
         for thread in self._threads:
             thread.join(timeout=2)
 

@@ -56,3 +56,25 @@ def test_two_jobs_with_one_id_fail_loudly(make_qd, monkeypatch):
     monkeypatch.setattr(jobs_module, "PROVIDERS", [twice])
     with pytest.raises(ValueError, match="share the id 'same'"):
         declared_jobs(qd)
+
+
+def test_stop_returns_after_the_jobs_running_now_have_finished(make_qd):
+    # A job left running past stop() would write to a store its owner then disposes.
+    import threading
+
+    started, finished = threading.Event(), threading.Event()
+
+    def slow():
+        started.set()
+        threading.Event().wait(1.0)
+        finished.set()
+
+    qd = make_qd()
+    service = CollectionService(qd)
+    service.start()
+    try:
+        service.reconcile([Job("slow", "slow", slow, 3600.0)])
+        assert started.wait(10)
+    finally:
+        service.stop()
+    assert finished.is_set()
