@@ -119,26 +119,22 @@ def run_approve_command(
     qd: Quarterdeck, actor: str, entry_id: str, *, out: TextIO | None = None
 ) -> int:
     """Approve (and so run) an action another operator asked for; return the exit code."""
-    out = out or sys.stdout
-    adapters = configured_adapters(qd.config)
-    try:
-        result = approve_action(qd, adapters, actor, entry_id)
-    except ActionRefused as exc:
-        print(f"quarterdeck: refused ({exc.code}): {exc.message}", file=sys.stderr)
-        return 2
-    finally:
-        close_adapters(adapters)
-    return _print_result(result, out)
+    return _run_on_entry(qd, approve_action, actor, entry_id, out)
 
 
 def run_undo_command(
     qd: Quarterdeck, actor: str, entry_id: str, *, out: TextIO | None = None
 ) -> int:
     """Undo an audited action; return the exit code."""
+    return _run_on_entry(qd, undo_action, actor, entry_id, out)
+
+
+def _run_on_entry(qd: Quarterdeck, operation, actor: str, entry_id: str, out) -> int:
+    """Run `operation(qd, adapters, actor, entry_id)` on an audited entry; 2 when refused."""
     out = out or sys.stdout
     adapters = configured_adapters(qd.config)
     try:
-        result = undo_action(qd, adapters, actor, entry_id)
+        result = operation(qd, adapters, actor, entry_id)
     except ActionRefused as exc:
         print(f"quarterdeck: refused ({exc.code}): {exc.message}", file=sys.stderr)
         return 2
